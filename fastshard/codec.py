@@ -1,0 +1,210 @@
+"""The one place where the shard gets its codecs.
+
+The shard only ever calls :func:`make_decoder` and :func:`make_encoder`.  The
+Cython hot path (``fastshard._decoder``) fills the same interface as the
+plain-Python reference implementation below; the reference stays because the
+differential tests compare the two and it documents the rules in readable form.
+
+Decoder interface (both implementations):
+
+``decoder.feed(data, binary) -> dict | None``
+    One complete websocket message (bytes-like).  Returns the gateway payload,
+    or ``None`` when nothing is to be delivered yet: a zlib-stream message
+    without the ``00 00 ff ff`` suffix, or a dispatch named in
+    ``disabled_events`` (whose sequence is still tracked).  Raises
+    :class:`fastshard.errors.DecodeError` on anything malformed.
+``decoder.feed_frame(frame) -> dict | None``
+    A picows ``WSFrame`` (TEXT, BINARY or CONTINUATION); fragmented messages
+    are reassembled internally.  The frame is not kept after the call.
+``decoder.reset()``
+    A new connection: a fresh decompression context and empty buffers.  The
+    sequence is kept (it belongs to the session, not the connection).
+``decoder.sequence``
+    Highest ``s`` seen (``None`` before any); only ever moves up.  Settable,
+    so a shard resuming a given session can seed it.
+``decoder.wire_bytes`` / ``decoder.raw_bytes``
+    Bytes received on the wire and after decompression, for statistics.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable
+
+import orjson
+import zstandard
+from zlib_ng import zlib_ng
+
+from .errors import DecodeError
+
+__all__ = ["make_decoder", "make_encoder", "PyMessageDecoder", "JsonEncoder", "EtfEncoder",
+           "DEFAULT_MAX_MESSAGE_SIZE", "ZLIB_SUFFIX"]
+
+ZLIB_SUFFIX = b"\x00\x00\xff\xff"
+# Large enough for a GUILD_CREATE of a 250k-member guild, small enough that a
+# hostile stream cannot eat the machine.
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+
+_PICOWS_CONTINUATION = 0
+_PICOWS_BINARY = 2
+
+
+def _etf_module() -> Any:
+    from . import _etf  # Cython; imported lazily so JSON users never need it loaded
+
+    return _etf
+
+
+class PyMessageDecoder:
+    """Plain-Python reference decoder: inflate + decode + sequence tracking."""
+
+    def __init__(self, encoding: str = "json", compression: int = 0, *, big_ints_as_str: bool = True,
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+                 disabled_events: Iterable[str] = ()) -> None:
+        if encoding not in ("json", "etf"):
+            raise ValueError(f"encoding must be 'json' or 'etf', not {encoding!r}")
+        if compression not in (0, 1, 2, 3):
+            raise ValueError(f"compression must be 0, 1, 2 or 3, not {compression!r}")
+        self.encoding = encoding
+        self.compression = compression
+        self.big_ints_as_str = big_ints_as_str
+        self.max_message_size = max_message_size
+        self.disabled_events = frozenset(disabled_events)
+        self.sequence: int | None = None
+        self.wire_bytes = 0
+        self.raw_bytes = 0
+        self._etf = _etf_module() if encoding == "etf" else None
+        self.reset()
+
+    def reset(self) -> None:
+        self._fragments = bytearray()
+        self._fragment_binary = False
+        self._zbuf = bytearray()
+        self._zlib = zlib_ng.decompressobj() if self.compression == 2 else None
+        self._zstd = zstandard.ZstdDecompressor().decompressobj() if self.compression == 3 else None
+
+    # -- intake -----------------------------------------------------------
+    def feed_frame(self, frame: Any) -> dict | None:
+        msg_type = int(frame.msg_type.value if hasattr(frame.msg_type, "value") else frame.msg_type)
+        data = frame.get_payload_as_bytes()
+        if msg_type == _PICOWS_CONTINUATION:
+            self._append_fragment(data)
+            if not frame.fin:
+                return None
+            data, binary = bytes(self._fragments), self._fragment_binary
+            self._fragments.clear()
+            return self.feed(data, binary)
+        if not frame.fin:
+            self._fragments.clear()
+            self._fragment_binary = msg_type == _PICOWS_BINARY
+            self._append_fragment(data)
+            return None
+        return self.feed(data, msg_type == _PICOWS_BINARY)
+
+    def _append_fragment(self, data: bytes) -> None:
+        if len(self._fragments) + len(data) > self.max_message_size:
+            self._fragments.clear()
+            raise DecodeError(f"fragmented message is larger than max_message_size ({self.max_message_size} bytes)")
+        self._fragments += data
+
+    def feed(self, data: bytes | bytearray | memoryview, binary: bool) -> dict | None:
+        self.wire_bytes += len(data)
+        raw = self._inflate(data, binary)
+        if raw is None:
+            return None
+        self.raw_bytes += len(raw)
+        payload = self._decode(raw)
+        if not isinstance(payload, dict):
+            raise DecodeError(f"gateway payload is not an object but {type(payload).__name__}")
+        s = payload.get("s")
+        if type(s) is int and (self.sequence is None or s > self.sequence):
+            self.sequence = s
+        if self.disabled_events and payload.get("op") == 0 and payload.get("t") in self.disabled_events:
+            return None
+        return payload
+
+    # -- decompression ----------------------------------------------------
+    def _inflate(self, data: bytes | bytearray | memoryview, binary: bool) -> bytes | bytearray | memoryview | None:
+        c = self.compression
+        if c == 2:
+            if len(self._zbuf) + len(data) > self.max_message_size:
+                self._zbuf.clear()
+                raise DecodeError("zlib-stream message passed max_message_size before its 00 00 ff ff suffix")
+            self._zbuf += data
+            if len(self._zbuf) < 4 or self._zbuf[-4:] != ZLIB_SUFFIX:
+                return None
+            chunk = bytes(self._zbuf)
+            self._zbuf.clear()
+            try:
+                out = self._zlib.decompress(chunk, self.max_message_size)
+            except zlib_ng.error as exc:
+                raise DecodeError(f"corrupt zlib-stream data: {exc}") from None
+            if self._zlib.unconsumed_tail:
+                raise DecodeError(f"inflated message is larger than max_message_size ({self.max_message_size} bytes)")
+            return out
+        if c == 3:
+            try:
+                out = self._zstd.decompress(bytes(data))
+            except zstandard.ZstdError as exc:
+                raise DecodeError(f"corrupt zstd-stream data: {exc}") from None
+            if len(out) > self.max_message_size:
+                raise DecodeError(f"inflated message is larger than max_message_size ({self.max_message_size} bytes)")
+            return out
+        if c == 1 and binary and self.encoding == "json":
+            try:
+                d = zlib_ng.decompressobj()
+                out = d.decompress(bytes(data), self.max_message_size)
+            except zlib_ng.error as exc:
+                raise DecodeError(f"corrupt zlib payload: {exc}") from None
+            if d.unconsumed_tail:
+                raise DecodeError(f"inflated message is larger than max_message_size ({self.max_message_size} bytes)")
+            return out
+        return data
+
+    def _decode(self, raw: bytes | bytearray | memoryview) -> Any:
+        if self._etf is not None:
+            return self._etf.decode(raw, big_ints_as_str=self.big_ints_as_str)
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise DecodeError(f"invalid JSON from the gateway: {exc}") from None
+
+
+class JsonEncoder:
+    """Outgoing commands as JSON text frames."""
+
+    binary = False
+
+    def encode(self, payload: Any) -> bytes:
+        return orjson.dumps(payload)
+
+
+class EtfEncoder:
+    """Outgoing commands as ETF binary frames (map keys as binaries, never atoms)."""
+
+    binary = True
+
+    def __init__(self) -> None:
+        self._encode = _etf_module().encode
+
+    def encode(self, payload: Any) -> bytes:
+        return self._encode(payload)
+
+
+def _use_pure() -> bool:
+    return os.environ.get("FASTSHARD_PURE_PYTHON", "") not in ("", "0")
+
+
+def make_decoder(encoding: str = "json", compression: int = 0, **options: Any) -> Any:
+    """Return the fastest available decoder (see the module docstring for its interface)."""
+    if not _use_pure():
+        try:
+            from ._decoder import MessageDecoder
+        except ImportError:
+            pass
+        else:
+            return MessageDecoder(encoding, compression, **options)
+    return PyMessageDecoder(encoding, compression, **options)
+
+
+def make_encoder(encoding: str = "json") -> JsonEncoder | EtfEncoder:
+    return EtfEncoder() if encoding == "etf" else JsonEncoder()
