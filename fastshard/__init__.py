@@ -1,0 +1,25 @@
+"""fastshard: the fastest, most dependable Discord gateway shard for Python.
+
+>>> from fastshard import WebsocketShard, ShardStatus
+"""
+from __future__ import annotations
+
+from .errors import (ConnectionFailedError, DecodeError, GatewayCloseError, InvalidSessionError,
+                     NotConnectedError, PayloadTooLargeError, RateLimitedError, ShardError)
+from .shard import ShardStatus, WebsocketShard
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "WebsocketShard",
+    "ShardStatus",
+    "ShardError",
+    "GatewayCloseError",
+    "InvalidSessionError",
+    "RateLimitedError",
+    "NotConnectedError",
+    "ConnectionFailedError",
+    "DecodeError",
+    "PayloadTooLargeError",
+    "__version__",
+]

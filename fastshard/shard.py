@@ -1,0 +1,723 @@
+"""WebsocketShard: one Discord gateway connection over picows.
+
+This is the thin asyncio layer.  The protocol rules live in ``gateway.py``
+(a sans-I/O state machine), the codecs behind ``codec.make_decoder``, the
+rate limits in ``ratelimit.py``; this module owns the socket, the timers, the
+reconnect loop and the user's callbacks.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import random
+import sys
+import weakref
+from enum import IntEnum
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Optional, TypeVar, Union, overload
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import picows
+
+from . import close_codes, opcodes
+from .codec import DEFAULT_MAX_MESSAGE_SIZE, make_decoder, make_encoder
+from .errors import (ConnectionFailedError, NotConnectedError, PayloadTooLargeError, RateLimitedError,
+                     ShardError)
+from .gateway import Emit, Fail, GatewayState, Reconnect, Send
+from .ratelimit import SlidingWindow
+
+__all__ = ["WebsocketShard", "ShardStatus", "EVENT_NAMES"]
+
+log = logging.getLogger("fastshard")
+
+EVENT_NAMES = frozenset({"ready", "resumed", "event", "close", "debug"})
+_NOT_EVENTS = frozenset({"READY", "RESUMED"})
+
+_MSG_TEXT = picows.WSMsgType.TEXT
+_MSG_BINARY = picows.WSMsgType.BINARY
+_MSG_CONTINUATION = picows.WSMsgType.CONTINUATION
+_MSG_PONG = picows.WSMsgType.PONG
+_MSG_CLOSE = picows.WSMsgType.CLOSE
+
+Callback = Callable[[Any], Any]
+F = TypeVar("F", bound=Callback)
+
+
+class ShardStatus(IntEnum):
+    """Where the shard stands.  CONNECTED means READY or RESUMED was received."""
+
+    CONNECTING = 0
+    CONNECTED = 1
+    RECONNECTING = 2
+    CLOSING = 3
+    CLOSED = 4
+    IDENTIFYING = 5
+
+
+class _Listener(picows.WSListener):
+    """picows callbacks for one websocket; hands frames to the shard's decoder."""
+
+    def __init__(self, shard: "WebsocketShard") -> None:
+        self.shard = shard
+        self.transport: Optional[picows.WSTransport] = None
+        self.close_code: Optional[int] = None
+        self.close_reason = ""
+        #: Why *we* closed this connection: None (we did not), "close" or "reconnect".
+        self.intent: Optional[str] = None
+        self.disconnected = False
+
+    def on_ws_connected(self, transport: picows.WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        shard = self.shard
+        if shard._listener is not self or self.intent is not None:
+            return  # a connection we are leaving: nothing on it counts any more
+        msg_type = frame.msg_type
+        if msg_type is _MSG_TEXT or msg_type is _MSG_BINARY or msg_type is _MSG_CONTINUATION:
+            try:
+                payload = shard._decoder.feed_frame(frame)
+            except ShardError as exc:
+                shard._reconnect_now(close_codes.CLIENT_BAD_DATA, f"undecodable data from the gateway: {exc}")
+                return
+            if payload is not None:
+                shard._on_payload(payload)
+        elif msg_type is _MSG_PONG:
+            shard._on_pong(frame.get_payload_as_bytes())
+        elif msg_type is _MSG_CLOSE:
+            self.close_code = int(frame.get_close_code())
+            self.close_reason = frame.get_close_reason() or ""
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+        self.disconnected = True
+        self.shard._on_disconnected(self)
+
+
+class _EventStream:
+    """``async for payload in shard.events()``: every dispatch, in order, none dropped."""
+
+    _END = object()
+
+    def __init__(self, shard: "WebsocketShard") -> None:
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._done = False
+        shard._streams.add(self)
+
+    def _put(self, item: Any) -> None:
+        self._queue.put_nowait(item)
+
+    def __aiter__(self) -> "_EventStream":
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        if self._done:
+            raise StopAsyncIteration
+        item = await self._queue.get()
+        if item is _EventStream._END:
+            self._done = True
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        return item  # type: ignore[no-any-return]
+
+
+class WebsocketShard:
+    """One Discord gateway connection.
+
+    See the README for the full guide.  All arguments are keyword-only; only
+    ``token`` and ``intents`` are required.
+    """
+
+    #: Reconnect backoff: first retry at once, then base * 2**n seconds with jitter, capped.
+    reconnect_base_delay = 1.0
+    reconnect_max_delay = 60.0
+    #: Seconds to wait for the websocket handshake.
+    connect_timeout = 10.0
+    #: Discord's limits on what a client sends.
+    COMMAND_LIMIT = (120, 60.0)
+    PRESENCE_LIMIT = (5, 20.0)
+    MAX_PAYLOAD_SIZE = 4096
+
+    def __init__(
+        self,
+        *,
+        token: str,
+        intents: int,
+        id: int = 0,
+        total: int | None = None,
+        large_threshold: int | None = None,
+        presence: dict[str, Any] | None = None,
+        properties: dict[str, Any] | None = None,
+        version: int = 10,
+        encoding: str = "json",
+        compression: int = 0,
+        url: str = "gateway.discord.gg",
+        session: str | None = None,
+        sequence: int = 0,
+        big_ints_as_str: bool = True,
+        disabled_events: Iterable[str] = (),
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        if not isinstance(token, str):
+            raise TypeError(f"token must be a str, not {type(token).__name__}")
+        token = token.strip()
+        if token[:4].lower() == "bot ":
+            token = token[4:].strip()  # IDENTIFY takes the bare token; "Bot " belongs to HTTP headers
+        if not token:
+            raise ValueError("token must not be empty")
+        _check_int("intents", intents, minimum=0)
+        _check_int("id", id, minimum=0)
+        if total is None:
+            total = id + 1
+        _check_int("total", total, minimum=1)
+        if id >= total:
+            raise ValueError(f"id ({id}) must be lower than total ({total})")
+        if large_threshold is not None:
+            _check_int("large_threshold", large_threshold, minimum=50)
+            if large_threshold > 250:
+                raise ValueError(f"large_threshold must be between 50 and 250, not {large_threshold}")
+        if presence is not None and not isinstance(presence, dict):
+            raise TypeError(f"presence must be a dict or None, not {type(presence).__name__}")
+        if properties is None:
+            properties = {"os": sys.platform, "browser": "fastshard", "device": "fastshard"}
+        elif not isinstance(properties, dict):
+            raise TypeError(f"properties must be a dict or None, not {type(properties).__name__}")
+        _check_int("version", version, minimum=1)
+        if encoding not in ("json", "etf"):
+            raise ValueError(f"encoding must be 'json' or 'etf', not {encoding!r}")
+        if isinstance(compression, bool) or compression not in (0, 1, 2, 3):
+            raise ValueError(f"compression must be 0 (none), 1 (payload), 2 (zlib-stream) or 3 (zstd-stream), "
+                             f"not {compression!r}")
+        if not isinstance(url, str) or not url.strip():
+            raise ValueError(f"url must be a non-empty str, not {url!r}")
+        if session is not None and (not isinstance(session, str) or not session):
+            raise ValueError(f"session must be a non-empty str or None, not {session!r}")
+        _check_int("sequence", sequence, minimum=0)
+        if isinstance(disabled_events, str):
+            raise TypeError("disabled_events must be a collection of event names, not a str")
+        _check_int("max_message_size", max_message_size, minimum=4096)
+
+        self.id = id
+        self.total = total
+        self.version = version
+        self.encoding = encoding
+        self.compression = compression
+        self._base_url = url.strip()
+        self._decoder = make_decoder(encoding, compression, big_ints_as_str=big_ints_as_str,
+                                     max_message_size=max_message_size,
+                                     disabled_events=frozenset(disabled_events))
+        self._max_message_size = max_message_size
+        if session is not None:
+            self._decoder.sequence = sequence
+        self._encoder = make_encoder(encoding)
+        self._gateway = GatewayState(
+            token=token, intents=intents, shard=(id, total), properties=properties,
+            compress=compression == 1, large_threshold=large_threshold, presence=presence,
+            session_id=session, sequence=self._decoder)
+
+        self._status = ShardStatus.CLOSED
+        self._listeners: dict[str, list[list[Any]]] = {name: [] for name in EVENT_NAMES}
+        self._event_listeners = self._listeners["event"]
+        self._streams: weakref.WeakSet[_EventStream] = weakref.WeakSet()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._listener: Optional[_Listener] = None
+        self._transport: Optional[picows.WSTransport] = None
+        self._heartbeat_timer: Optional[asyncio.TimerHandle] = None
+        self._reconnect_task: Optional[asyncio.Task[None]] = None
+        self._reconnect_attempt = 0
+        self._closing = False
+        self._commands = SlidingWindow(*self.COMMAND_LIMIT)
+        self._presences = SlidingWindow(*self.PRESENCE_LIMIT)
+        self._pings: list[tuple[bytes, float, asyncio.Future[float]]] = []
+        self._ping_counter = 0
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+
+    # -- public state -------------------------------------------------------
+    @property
+    def status(self) -> ShardStatus:
+        return self._status
+
+    @property
+    def last_ping(self) -> float | None:
+        """Milliseconds of the last heartbeat ACK or ping(); None before any."""
+        return self._gateway.last_ping
+
+    @property
+    def session_id(self) -> str | None:
+        return self._gateway.session_id
+
+    @property
+    def sequence(self) -> int | None:
+        return self._decoder.sequence  # type: ignore[no-any-return]
+
+    @property
+    def resume_url(self) -> str | None:
+        return self._gateway.resume_url
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes of gateway messages received on the wire (compressed, if compression is on)."""
+        return self._decoder.wire_bytes  # type: ignore[no-any-return]
+
+    @property
+    def bytes_decoded(self) -> int:
+        """Bytes of gateway messages after decompression."""
+        return self._decoder.raw_bytes  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return (f"<WebsocketShard id={self.id}/{self.total} status={self._status.name} "
+                f"session={self.session_id!r} sequence={self.sequence!r}>")
+
+    # -- events -------------------------------------------------------------
+    @overload
+    def on(self, name: str) -> Callable[[F], F]: ...
+    @overload
+    def on(self, name: str, callback: F) -> F: ...
+
+    def on(self, name: str, callback: Optional[Callback] = None) -> Any:
+        """Call ``callback`` on every ``name`` event; usable as ``@shard.on("event")``."""
+        return self._add_listener(name, callback, once=False)
+
+    @overload
+    def once(self, name: str) -> Callable[[F], F]: ...
+    @overload
+    def once(self, name: str, callback: F) -> F: ...
+
+    def once(self, name: str, callback: Optional[Callback] = None) -> Any:
+        """Call ``callback`` on the next ``name`` event only."""
+        return self._add_listener(name, callback, once=True)
+
+    def off(self, name: str, callback: Callback) -> None:
+        """Remove ``callback`` from ``name`` (registered with on() or once())."""
+        _check_event_name(name)
+        self._listeners[name][:] = [e for e in self._listeners[name] if e[0] is not callback and e[0] != callback]
+
+    def _add_listener(self, name: str, callback: Optional[Callback], once: bool) -> Any:
+        _check_event_name(name)
+        if callback is None:
+            def decorator(func: F) -> F:
+                self._add_listener(name, func, once)
+                return func
+            return decorator
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        self._listeners[name].append([callback, once])
+        return callback
+
+    def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Every dispatch as ``{"op": 0, "t", "s", "d"}``, in order, from this call on.
+
+        The iteration ends when ``close()`` is called, and raises the error when
+        the shard stops for good (the same error the ``close`` event carries).
+        """
+        return _EventStream(self)
+
+    def _emit(self, name: str, value: Any) -> None:
+        entries = self._listeners[name]
+        if not entries:
+            if name == "debug":
+                log.debug("shard %d: %s", self.id, value)
+            return
+        for entry in tuple(entries):
+            callback, once = entry
+            if once:
+                try:
+                    entries.remove(entry)
+                except ValueError:
+                    continue  # removed meanwhile by off() or an earlier emit
+            self._call(name, callback, value)
+
+    def _call(self, name: str, callback: Callback, value: Any) -> None:
+        try:
+            result = callback(value)
+        except Exception as exc:
+            self._callback_failed(name, callback, exc)
+            return
+        if result is not None and inspect.isawaitable(result):
+            # Scheduled, never awaited here: a slow handler must not stall the read loop.
+            task = asyncio.ensure_future(result)
+            self._tasks.add(task)
+            task.add_done_callback(lambda t, n=name, c=callback: self._task_done(t, n, c))
+
+    def _task_done(self, task: asyncio.Task[Any], name: str, callback: Callback) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._callback_failed(name, callback, task.exception())  # type: ignore[arg-type]
+
+    def _callback_failed(self, name: str, callback: Callback, exc: BaseException) -> None:
+        message = f"{name!r} callback {getattr(callback, '__qualname__', callback)!r} raised {exc!r}"
+        if name == "debug":
+            log.error("shard %d: %s", self.id, message, exc_info=exc)
+        else:
+            self._emit("debug", message)
+
+    def _debug(self, message: str) -> None:
+        self._emit("debug", message)
+
+    # -- lifecycle ----------------------------------------------------------
+    async def connect(self) -> None:
+        """Open the websocket; returns once it is open.  READY/RESUMED follow as events.
+
+        Resumes when the shard holds a session (given at construction, or kept
+        from before ``close()``), identifies otherwise.  Raises
+        ``ConnectionFailedError`` when the gateway cannot be reached.
+        """
+        if self._status not in (ShardStatus.CLOSED,):
+            raise ShardError(f"connect() called while the shard is {self._status.name}; close() it first")
+        self._loop = asyncio.get_running_loop()
+        self._closing = False
+        self._reconnect_attempt = 0
+        self._status = ShardStatus.CONNECTING
+        try:
+            await self._open()
+        except BaseException:
+            self._status = ShardStatus.CLOSED
+            raise
+
+    async def close(self) -> None:
+        """Close the connection, keeping the session resumable.  No ``close`` event fires."""
+        if self._status == ShardStatus.CLOSED:
+            return
+        self._closing = True
+        self._status = ShardStatus.CLOSING
+        self._cancel_heartbeat()
+        task, self._reconnect_task = self._reconnect_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        listener = self._listener
+        if listener is not None and not listener.disconnected and listener.transport is not None:
+            self._leave(listener, "close", close_codes.CLIENT_CLOSE, "closing; the session stays resumable")
+            try:
+                await asyncio.wait_for(listener.transport.wait_disconnected(), 5.0)
+            except Exception:
+                listener.transport.disconnect(graceful=False)
+        self._listener = None
+        self._transport = None
+        self._status = ShardStatus.CLOSED
+        self._finish(None)
+
+    async def ping(self, data: Union[str, bytes, bytearray, None] = None, timeout: float = 10.0) -> float:
+        """Send a websocket ping; returns the round trip in milliseconds (also ``last_ping``)."""
+        if data is None:
+            self._ping_counter += 1
+            payload = b"fastshard-%d" % self._ping_counter
+        elif isinstance(data, str):
+            payload = data.encode()
+        elif isinstance(data, (bytes, bytearray)):
+            payload = bytes(data)
+        else:
+            raise TypeError(f"ping data must be str, bytes or None, not {type(data).__name__}")
+        if len(payload) > 125:
+            raise ValueError(f"ping data must encode to at most 125 bytes, not {len(payload)}")
+        transport = self._open_transport()
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        entry = (payload, self._now(), future)
+        self._pings.append(entry)
+        transport.send_ping(payload)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        finally:
+            if entry in self._pings:
+                self._pings.remove(entry)
+
+    async def send(self, payload: dict[str, Any]) -> None:
+        """Send a gateway command, after checking what Discord would punish.
+
+        Raises ``TypeError``/``ValueError`` for a malformed payload,
+        ``PayloadTooLargeError`` (a ``ValueError``) past 4096 encoded bytes,
+        ``RateLimitedError`` when the command would pass a rate limit and
+        ``NotConnectedError`` when the shard is not CONNECTED.
+        """
+        if not isinstance(payload, dict):
+            raise TypeError(f"payload must be a dict, not {type(payload).__name__}")
+        op = payload.get("op")
+        if type(op) is not int:
+            raise TypeError(f"payload['op'] must be an int, not {type(op).__name__}")
+        if "d" not in payload:
+            raise ValueError("payload must have a 'd' key (use None for no data)")
+        if op not in opcodes.SENDABLE:
+            raise ValueError(f"op {op} is not a command a client can send (Discord closes with 4001)")
+        if self._status != ShardStatus.CONNECTED:
+            raise NotConnectedError(f"cannot send: the shard is {self._status.name}, not CONNECTED")
+        data = self._encoder.encode({"op": op, "d": payload["d"]})
+        if len(data) > self.MAX_PAYLOAD_SIZE:
+            raise PayloadTooLargeError(f"payload encodes to {len(data)} bytes; the gateway accepts at most "
+                                       f"{self.MAX_PAYLOAD_SIZE}")
+        now = self._now()
+        wait = self._commands.retry_after(now, self.COMMAND_LIMIT[0] - self._heartbeat_reserve())
+        if wait:
+            raise RateLimitedError(wait, f"gateway commands ({self.COMMAND_LIMIT[0]} per {self.COMMAND_LIMIT[1]:g} s,"
+                                         f" {self._heartbeat_reserve()} kept for heartbeats)")
+        if op == opcodes.PRESENCE_UPDATE:
+            wait = self._presences.retry_after(now)
+            if wait:
+                raise RateLimitedError(wait, f"presence updates ({self.PRESENCE_LIMIT[0]} per "
+                                             f"{self.PRESENCE_LIMIT[1]:g} s)")
+            self._presences.hit(now)
+        self._commands.hit(now)
+        self._write(data)
+
+    # -- internals: connection ---------------------------------------------
+    def _now(self) -> float:
+        loop = self._loop or asyncio.get_running_loop()
+        return loop.time()
+
+    def _heartbeat_reserve(self) -> int:
+        """Commands kept free per window for heartbeats (and gateway-requested ones)."""
+        interval = self._gateway.heartbeat_interval or 41.25
+        beats = math.ceil(self.COMMAND_LIMIT[1] / interval) + 1
+        return min(beats + 1, self.COMMAND_LIMIT[0] // 2)
+
+    def _url(self) -> str:
+        base = self._base_url
+        if self._gateway.can_resume and self._gateway.resume_url:
+            base = self._gateway.resume_url
+        if "://" not in base:
+            base = "wss://" + base
+        parts = urlsplit(base)
+        query = dict(parse_qsl(parts.query))
+        query.update(v=str(self.version), encoding=self.encoding)
+        if self.compression == 2:
+            query["compress"] = "zlib-stream"
+        elif self.compression == 3:
+            query["compress"] = "zstd-stream"
+        else:
+            query.pop("compress", None)
+        return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", urlencode(query), ""))
+
+    async def _open(self) -> None:
+        url = self._url()
+        self._decoder.reset()
+        self._gateway.connection_opened()
+        self._commands.clear()
+        self._cancel_heartbeat()
+        listener = _Listener(self)
+        self._listener = listener
+        self._debug(f"connecting to {url}")
+        try:
+            transport, _ = await picows.ws_connect(
+                lambda: listener, url,
+                websocket_handshake_timeout=self.connect_timeout,
+                max_frame_size=self._max_message_size,
+                enable_auto_pong=True,
+            )
+        except Exception as exc:
+            if self._listener is listener:
+                self._listener = None
+            raise ConnectionFailedError(url, exc) from exc
+        self._transport = transport
+        if self._closing and self._listener is listener:
+            self._leave(listener, "close", close_codes.CLIENT_CLOSE, "closing")
+
+    def _open_transport(self) -> picows.WSTransport:
+        listener = self._listener
+        if listener is None or listener.transport is None or listener.disconnected or listener.intent:
+            raise NotConnectedError(f"the shard has no open connection (status {self._status.name})")
+        return listener.transport
+
+    def _write(self, data: bytes) -> None:
+        transport = self._open_transport()
+        transport.send(_MSG_BINARY if self._encoder.binary else _MSG_TEXT, data)
+
+    def _leave(self, listener: _Listener, intent: str, code: int, reason: str) -> None:
+        """Close a connection on our side, saying why (never 1000/1001)."""
+        listener.intent = intent
+        transport = listener.transport
+        if transport is not None and not listener.disconnected:
+            try:
+                transport.send_close(code, reason.encode()[:120].decode("utf-8", "ignore").encode())
+            finally:
+                transport.disconnect()
+
+    def _reconnect_now(self, code: int, reason: str) -> None:
+        """Leave the current connection and resume on a new one."""
+        self._debug(f"reconnecting to resume: {reason}")
+        listener = self._listener
+        self._cancel_heartbeat()
+        if listener is not None and not listener.disconnected:
+            self._leave(listener, "reconnect", code, reason)
+        else:
+            self._start_reconnect()
+
+    def _on_disconnected(self, listener: _Listener) -> None:
+        if listener is not self._listener:
+            return
+        self._cancel_heartbeat()
+        self._transport = None
+        self._fail_pings(NotConnectedError("the connection closed before the pong arrived"))
+        if self._closing or listener.intent == "close":
+            return
+        if listener.intent == "reconnect":
+            self._start_reconnect()
+            return
+        decision = self._gateway.connection_lost(listener.close_code, listener.close_reason)
+        if isinstance(decision, Fail):
+            self._fail(decision.error)
+        else:
+            self._debug(f"connection lost: {decision.reason}")
+            self._start_reconnect()
+
+    def _start_reconnect(self) -> None:
+        self._listener = None
+        if self._closing:
+            return
+        if not self._gateway.can_resume:
+            self._fail(ShardError("the connection was lost before a session was established; "
+                                  "call connect() again to identify"))
+            return
+        self._status = ShardStatus.RECONNECTING
+        if self._reconnect_task is None or self._reconnect_task.done():
+            self._reconnect_task = asyncio.ensure_future(self._reconnect_loop())
+
+    async def _reconnect_loop(self) -> None:
+        try:
+            while not self._closing:
+                delay = self._backoff(self._reconnect_attempt)
+                self._reconnect_attempt += 1
+                if delay:
+                    self._debug(f"waiting {delay:.2f} s before reconnect attempt {self._reconnect_attempt}")
+                    await asyncio.sleep(delay)
+                    if self._closing:
+                        return
+                try:
+                    await self._open()
+                    return
+                except ConnectionFailedError as exc:
+                    self._debug(f"reconnect attempt {self._reconnect_attempt} failed: {exc}")
+        finally:
+            if self._reconnect_task is asyncio.current_task():
+                self._reconnect_task = None
+
+    def _backoff(self, attempt: int) -> float:
+        if attempt == 0:
+            return 0.0
+        ceiling = min(self.reconnect_max_delay, self.reconnect_base_delay * 2 ** (attempt - 1))
+        return ceiling * (0.5 + random.random() / 2)  # jitter: shards that fell together spread out
+
+    def _fail(self, error: ShardError) -> None:
+        """Stop for good: status CLOSED, then the ``close`` event and the end of every event stream."""
+        self._closing = True
+        self._cancel_heartbeat()
+        listener, self._listener = self._listener, None
+        if listener is not None and not listener.disconnected:
+            self._leave(listener, "close", close_codes.CLIENT_CLOSE, "stopping")
+        self._transport = None
+        self._status = ShardStatus.CLOSED
+        self._debug(f"shard stopped: {error}")
+        self._finish(error)
+        self._emit("close", error)
+
+    def _finish(self, error: Optional[ShardError]) -> None:
+        self._fail_pings(NotConnectedError("the shard closed before the pong arrived"))
+        for stream in list(self._streams):
+            stream._put(error if error is not None else _EventStream._END)
+        self._streams = weakref.WeakSet()
+
+    def _fail_pings(self, error: Exception) -> None:
+        pings, self._pings = self._pings, []
+        for _, _, future in pings:
+            if not future.done():
+                future.set_exception(error)
+
+    # -- internals: incoming ------------------------------------------------
+    def _on_payload(self, payload: dict[str, Any]) -> None:
+        if payload.get("op") == 0 and payload.get("t") not in _NOT_EVENTS:
+            gateway = self._gateway
+            if gateway.resuming:
+                gateway.replayed += 1
+            for entry in tuple(self._event_listeners) if self._event_listeners else ():
+                callback, once = entry
+                if once:
+                    try:
+                        self._event_listeners.remove(entry)
+                    except ValueError:
+                        continue
+                self._call("event", callback, payload)
+            for stream in self._streams:
+                stream._put(payload)
+            return
+        self._apply(self._gateway.receive(payload, self._now()))
+
+    def _apply(self, actions: list[Any]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                self._send_internal(action.payload)
+            elif isinstance(action, Emit):
+                if action.name in ("ready", "resumed"):
+                    self._status = ShardStatus.CONNECTED
+                    self._reconnect_attempt = 0
+                self._emit(action.name, action.value)
+            elif isinstance(action, Reconnect):
+                self._reconnect_now(action.code, action.reason)
+                return
+            elif isinstance(action, Fail):
+                self._fail(action.error)
+                return
+        self._schedule_heartbeat()
+
+    def _send_internal(self, payload: dict[str, Any]) -> None:
+        """Commands the protocol requires (heartbeat, identify, resume): counted, never refused."""
+        op = payload["op"]
+        if op == opcodes.IDENTIFY:
+            self._status = ShardStatus.IDENTIFYING
+        self._commands.hit(self._now())
+        try:
+            self._write(self._encoder.encode(payload))
+        except NotConnectedError:
+            return
+        if op == opcodes.HEARTBEAT:
+            self._debug(f"heartbeat sent (seq {payload['d']})")
+
+    def _on_pong(self, data: bytes) -> None:
+        for entry in self._pings:
+            payload, sent_at, future = entry
+            if payload == data:
+                self._pings.remove(entry)
+                ms = (self._now() - sent_at) * 1000.0
+                self._gateway.last_ping = ms
+                if not future.done():
+                    future.set_result(ms)
+                return
+
+    # -- internals: heartbeat timer ----------------------------------------
+    def _schedule_heartbeat(self) -> None:
+        at = self._gateway.next_heartbeat_at
+        timer = self._heartbeat_timer
+        if timer is not None:
+            if at is not None and timer.when() == at:
+                return
+            timer.cancel()
+            self._heartbeat_timer = None
+        if at is not None and self._loop is not None:
+            self._heartbeat_timer = self._loop.call_at(at, self._heartbeat_due)
+
+    def _cancel_heartbeat(self) -> None:
+        if self._heartbeat_timer is not None:
+            self._heartbeat_timer.cancel()
+            self._heartbeat_timer = None
+
+    def _heartbeat_due(self) -> None:
+        self._heartbeat_timer = None
+        if self._listener is None or self._listener.intent is not None:
+            return
+        self._apply(self._gateway.heartbeat_due(self._now()))
+
+
+def _check_int(name: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, not {value}")
+
+
+def _check_event_name(name: str) -> None:
+    if name not in EVENT_NAMES:
+        raise ValueError(f"unknown event {name!r}; events are: {', '.join(sorted(EVENT_NAMES))}")
