@@ -1,0 +1,273 @@
+"""The ``fastshard`` command: ``listen``, ``simulate`` and ``bench``.
+
+This module only parses and validates arguments; the work is in
+``_cli_listen`` (watch a gateway), ``_cli_simulate`` (run the simulator) and
+``_cli_bench`` (run the benchmark suite), imported only when needed so that
+``fastshard --help`` stays instant.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from typing import Sequence
+
+from .intents import DEFAULT_INTENTS, parse_intents
+
+__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1      # the gateway (or the network, or Discord's HTTP API) failed
+EXIT_USAGE = 2        # argparse's code for bad arguments
+EXIT_INTERRUPTED = 130  # a second Ctrl-C while closing
+
+_EXIT_CODES = """\
+exit status:
+  0    success (ended by Ctrl-C, --duration, or the simulator stopped on request)
+  1    gateway failure: token rejected, disallowed intents, gateway unreachable, session invalid, ...
+  2    usage error: unknown option or invalid value
+  130  a second Ctrl-C interrupted the clean shutdown
+"""
+
+_LISTEN_EPILOG = """\
+examples:
+  fastshard listen                          no token: watch the built-in simulator
+  DISCORD_TOKEN=... fastshard listen        watch shard 0 of your bot on Discord
+  fastshard listen --events MESSAGE_CREATE --output events.jsonl
+  fastshard listen --url ws://127.0.0.1:8765     a gateway started with `fastshard simulate`
+  fastshard listen --resume SESSION:SEQ --url RESUME_URL   (printed in the summary on Ctrl-C)
+
+intents: a number (513, 0x201) or names separated by commas (guilds,guild_messages),
+  case-insensitive; also all, default (every non-privileged intent), privileged, none.
+  Privileged intents (guild_members, guild_presences, message_content) must be enabled
+  for the app in the developer portal (Bot page: Privileged Gateway Intents).
+
+Prefer DISCORD_TOKEN to --token: command lines are visible to other users of the machine.
+
+""" + _EXIT_CODES
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0-65535, got {text}")
+    return value
+
+
+def _intents(text: str) -> int:
+    try:
+        return parse_intents(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"ID/TOTAL"`` -> ``(id, total)`` with ``0 <= id < total``."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected ID/TOTAL such as 0/1 or 3/8, got {text!r}")
+    shard_id, total = int(match[1]), int(match[2])
+    if total < 1:
+        raise argparse.ArgumentTypeError(f"TOTAL must be at least 1, got {text!r}")
+    if shard_id >= total:
+        raise argparse.ArgumentTypeError(f"shard ID must be below TOTAL (IDs run 0..{total - 1}), got {text!r}")
+    return shard_id, total
+
+
+def parse_resume(text: str) -> tuple[str, int]:
+    """``"SESSION:SEQ"`` -> ``(session_id, sequence)``."""
+    session, sep, seq = text.rpartition(":")
+    if not sep or not session or not seq.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"expected SESSION:SEQ as printed in the summary (e.g. 9f2c...:1234), got {text!r}")
+    return session, int(seq)
+
+
+def parse_event_names(text: str) -> frozenset[str]:
+    """``"message_create,READY"`` -> ``{"MESSAGE_CREATE", "READY"}``."""
+    names = [n.strip().upper() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected event names such as MESSAGE_CREATE,GUILD_CREATE")
+    for name in names:
+        if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+            raise argparse.ArgumentTypeError(f"{name!r} is not a gateway event name (like MESSAGE_CREATE)")
+    return frozenset(names)
+
+
+def _gateway_url(text: str) -> str:
+    if not re.match(r"^(wss?)://[^/\s]+", text):
+        raise argparse.ArgumentTypeError(f"expected a websocket URL such as wss://gateway.discord.gg "
+                                         f"or ws://127.0.0.1:8765, got {text!r}")
+    return text
+
+
+def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--guilds", type=_non_negative_int, default=3, metavar="N",
+                        help="guilds the simulated bot is in (default: 3)")
+    parser.add_argument("--rate", type=_non_negative_float, default=50.0, metavar="EVENTS_PER_S",
+                        help="dispatches per second streamed to each connection after READY (default: 50)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the generated traffic; the same seed gives the same events (default: 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fastshard",
+        description="Watch a Discord gateway shard live, on Discord with a bot token "
+                    "or on the built-in gateway simulator without one.",
+        epilog=_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    listen = commands.add_parser(
+        "listen", help="connect one shard and watch its events",
+        description="Connect one shard and watch its events. With --token or DISCORD_TOKEN it connects to "
+                    "Discord; without a token it starts the gateway simulator on loopback and connects to it. "
+                    "Ctrl-C closes the shard cleanly (the session stays resumable) and prints a summary.",
+        epilog=_LISTEN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    listen.set_defaults(subparser=listen)  # so cross-option checks report on the right usage line
+    conn = listen.add_argument_group("connection")
+    conn.add_argument("--token", default=None,
+                      help="bot token (default: the DISCORD_TOKEN environment variable)")
+    conn.add_argument("--url", type=_gateway_url, default=None,
+                      help="connect to this gateway instead of asking Discord for one, e.g. "
+                           "ws://127.0.0.1:8765 from `fastshard simulate` (works without a token)")
+    conn.add_argument("--intents", type=_intents, default=DEFAULT_INTENTS,
+                      help="a number or names like guilds,guild_messages (default: every non-privileged "
+                           f"intent, {DEFAULT_INTENTS})")
+    conn.add_argument("--shard", type=parse_shard, default=None, metavar="ID/TOTAL",
+                      help="which shard to connect (default: 0 of the count Discord recommends; 0/1 otherwise)")
+    conn.add_argument("--encoding", choices=("json", "etf"), default="json", help="gateway encoding (default: json)")
+    conn.add_argument("--compression", type=int, choices=(0, 1, 2, 3), default=0,
+                      help="0 none, 1 payload zlib, 2 zlib-stream, 3 zstd-stream (default: 0)")
+    conn.add_argument("--resume", type=parse_resume, default=None, metavar="SESSION:SEQ",
+                      help="resume this session instead of identifying a new one")
+    show = listen.add_argument_group("output")
+    show.add_argument("--events", type=parse_event_names, default=None, metavar="NAME,...",
+                      help="only show these event types (the --output file still gets every event)")
+    show.add_argument("--output", default=None, metavar="FILE.jsonl",
+                      help="append every event to this file as one JSON object per line, flushed per line")
+    show.add_argument("--duration", type=_positive_float, default=None, metavar="SECONDS",
+                      help="stop after this many seconds, like Ctrl-C")
+    show.add_argument("-q", "--quiet", action="store_true",
+                      help="no line per event; only the status line (on a terminal) and the summary")
+    show.add_argument("--debug", action="store_true", help="print the shard's debug messages to stderr")
+    sim = listen.add_argument_group("simulator (used when there is no token and no --url)")
+    _add_simulator_options(sim)
+    # Testing hook: make the in-process simulator drop the TCP connection once,
+    # after N events, so the resume path can be exercised end to end.
+    sim.add_argument("--simulate-drop-after", type=_positive_int, default=None, help=argparse.SUPPRESS)
+
+    simulate = commands.add_parser(
+        "simulate", help="run the gateway simulator alone, for your own bot",
+        description="Run the Discord gateway simulator until Ctrl-C, so a bot can connect to it "
+                    "(point the bot's gateway URL at the printed ws:// address).",
+        epilog=_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    simulate.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    simulate.add_argument("--port", type=_port, default=0, help="port to listen on (default: 0, any free port)")
+    _add_simulator_options(simulate)
+    simulate.add_argument("--heartbeat-interval", type=_positive_float, default=41.25, metavar="SECONDS",
+                          help="heartbeat interval announced in HELLO (default: 41.25, like Discord)")
+    simulate.add_argument("--require-token", default=None, metavar="TOKEN",
+                          help="accept only this token; others are closed with 4004 (default: accept any)")
+    simulate.add_argument("--allowed-intents", type=_intents, default=None, metavar="INTENTS",
+                          help="intents a client may request; others are closed with 4014 (default: all)")
+
+    bench = commands.add_parser(
+        "bench", help="run the benchmark suite (python -m bench)",
+        description="Run the benchmark suite (`python -m bench`) from a source checkout; "
+                    "arguments after `bench` are passed on to it.")
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark suite")
+    return parser
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("fastshard")
+    except Exception:  # running from a checkout that was never installed
+        return "(not installed)"
+
+
+def _check_listen(args: argparse.Namespace) -> None:
+    """Cross-option rules argparse cannot express; errors exit with status 2."""
+    listen: argparse.ArgumentParser = args.subparser
+    args.token = args.token if args.token is not None else os.environ.get("DISCORD_TOKEN") or None
+    if args.token is not None:
+        args.token = args.token.strip()
+        if not args.token:
+            listen.error("the token is empty (check --token or DISCORD_TOKEN)")
+    simulated = args.token is None and args.url is None
+    if args.resume is not None and simulated:
+        listen.error("--resume needs a gateway that still holds the session: give --url (the resume URL "
+                     "printed in the summary) or a token")
+    if args.simulate_drop_after is not None and not simulated:
+        listen.error("--simulate-drop-after only works with the built-in simulator (no token, no --url)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fastshard`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "listen":
+            _check_listen(args)
+            from ._cli_listen import run_listen
+
+            return run_listen(args)
+        if args.command == "simulate":
+            from ._cli_simulate import run_simulate
+
+            return run_simulate(args)
+        from ._cli_bench import run_bench
+
+        return run_bench(args.args)
+    except KeyboardInterrupt:
+        # Only reached on a second Ctrl-C: the first one already asked for a clean close.
+        print("\nfastshard: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
