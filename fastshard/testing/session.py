@@ -1,0 +1,86 @@
+"""A simulated gateway session: sequence numbers and the replay buffer.
+
+A session outlives its connections (that is what RESUME is for), so the
+sequence and the dispatches a client may still ask for live here, not on the
+connection.
+"""
+from __future__ import annotations
+
+import bisect
+from typing import TYPE_CHECKING, Any
+
+from websockets.exceptions import ConnectionClosed
+
+if TYPE_CHECKING:
+    from .connection import SimConnection
+
+__all__ = ["SimSession", "UNBUFFERED_EVENTS"]
+
+# READY and RESUMED take a sequence number but are never replayed: a replayed
+# RESUMED would tell the client that replay ended early.
+UNBUFFERED_EVENTS = frozenset({"READY", "RESUMED"})
+
+
+class SimSession:
+    """One session as the gateway keeps it between connections."""
+
+    def __init__(self, session_id: str, identify: dict[str, Any], shard: tuple[int, int],
+                 intents: int, guild_ids: list[str], *, replay_buffer: int = 100_000) -> None:
+        self.session_id = session_id
+        self.identify = identify
+        self.shard = shard
+        self.intents = intents
+        self.guild_ids = guild_ids
+        self.seq = 0
+        self.connection: SimConnection | None = None
+        self.invalidated = False
+        self.replay_buffer = replay_buffer
+        self._seqs: list[int] = []
+        self._payloads: list[dict[str, Any]] = []
+        self._dropped_upto = 0  # highest sequence number pushed out of the buffer
+
+    def __repr__(self) -> str:
+        return f"<SimSession {self.session_id} seq={self.seq} shard={list(self.shard)}>"
+
+    def record(self, t: str, d: Any) -> dict[str, Any]:
+        """Take the next sequence number for a dispatch and keep it for replay."""
+        self.seq += 1
+        payload = {"op": 0, "t": t, "s": self.seq, "d": d}
+        if t not in UNBUFFERED_EVENTS:
+            self._seqs.append(self.seq)
+            self._payloads.append(payload)
+            if len(self._seqs) > self.replay_buffer:
+                drop = len(self._seqs) - self.replay_buffer
+                self._dropped_upto = self._seqs[drop - 1]
+                del self._seqs[:drop], self._payloads[:drop]
+        return payload
+
+    async def dispatch(self, t: str, d: Any) -> int:
+        """Send to the attached connection, or only buffer while disconnected."""
+        payload = self.record(t, d)
+        conn = self.connection
+        if conn is not None and not conn.closed:
+            try:
+                await conn.send_payload(payload)
+            except ConnectionClosed:
+                pass  # stays in the buffer: the client's RESUME replays it
+        return int(payload["s"])
+
+    def can_replay_from(self, seq: int) -> bool:
+        """Whether every dispatch after ``seq`` is still in the buffer."""
+        return seq >= self._dropped_upto
+
+    def missed_after(self, seq: int) -> list[dict[str, Any]]:
+        """Buffered dispatches with ``s > seq`` in order."""
+        i = bisect.bisect_right(self._seqs, seq)
+        return self._payloads[i:]
+
+    @property
+    def buffered(self) -> int:
+        return len(self._seqs)
+
+    def invalidate(self) -> None:
+        """Forget the session: a later RESUME gets op 9 ``d: false``."""
+        self.invalidated = True
+        self._seqs.clear()
+        self._payloads.clear()
