@@ -590,8 +590,10 @@ cdef int _write_binary(Writer* w, object s) except -1:
 
 
 cdef int _write_atom(Writer* w, const char* name, Py_ssize_t n) except -1:
+    # SMALL_ATOM_EXT, as Discord's own erlpack writes nil/true/false: the form
+    # the gateway has accepted from clients for years (every OTP decodes it).
     _reserve(w, 2 + n)
-    w.buf[w.len] = SMALL_ATOM_UTF8_EXT
+    w.buf[w.len] = SMALL_ATOM_EXT
     w.buf[w.len + 1] = <unsigned char>n
     memcpy(w.buf + w.len + 2, name, n)
     w.len += 2 + n
