@@ -1,0 +1,614 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The Cython message decoder: frame -> inflate -> decode -> sequence, in one call.
+
+Fills the decoder interface documented in :mod:`fastshard.codec`;
+:class:`fastshard.codec.PyMessageDecoder` is its plain-Python reference and
+the differential tests hold the two to the same results.
+
+Events named in ``disabled_events`` are recognised from the raw decompressed
+bytes: the top-level ``op``, ``t`` and ``s`` are peeked (for any key order,
+skipping other values structurally, so a ``"t"`` nested in ``d`` is never
+mistaken for the top-level one) and the payload is dropped without building
+``d``.  Whenever the peek is unsure (escapes in a key, an unusual value type,
+a compressed ETF term) the payload is decoded in full and filtered after.
+A dropped payload is not validated past its ``op``/``t``/``s``.
+"""
+cimport cython
+from cpython.buffer cimport PyBUF_READ, PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.memoryview cimport PyMemoryView_FromMemory
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer, PyCapsule_IsValid
+from libc.string cimport memcmp
+from picows.picows cimport WSFrame, WSMsgType
+
+from ._inflate cimport ByteBuffer, ZlibPayloadInflater, ZlibStreamInflater, ZstdStreamInflater
+
+import orjson
+
+from .codec import DEFAULT_MAX_MESSAGE_SIZE
+from .errors import DecodeError
+
+__all__ = ["MessageDecoder", "GC_PAUSE_THRESHOLD"]
+
+cdef extern from "Python.h":
+    # Python >= 3.10: return the previous state, so it can be restored.
+    int PyGC_Disable()
+    int PyGC_Enable()
+
+# Decompressed payloads above this are decoded with the cyclic GC paused: a
+# GUILD_CREATE allocates enough containers to trigger several collections
+# mid-parse (measured: 43% of orjson.loads time during a burst), all wasted
+# on objects that are young and acyclic.
+GC_PAUSE_THRESHOLD = 64 * 1024
+cdef Py_ssize_t _GC_PAUSE_THRESHOLD = GC_PAUSE_THRESHOLD
+
+cdef object _JSONDecodeError = orjson.JSONDecodeError
+
+# Signature Cython gives `object decode_buffer(const unsigned char*, Py_ssize_t, bint)`
+# in fastshard/_etf.pxd's exported C API.
+cdef bytes _ETF_DECODE_SIGNATURE = b"PyObject *(unsigned char const *, Py_ssize_t, int)"
+
+
+# -- peeking at op / t / s --------------------------------------------------
+
+cdef enum:
+    _HAVE_T = 1
+    _HAVE_S = 2
+    _HAVE_OP = 4
+    _HAVE_ALL = 7
+
+cdef struct Peek:
+    int found           # _HAVE_* bits
+    long long op
+    bint s_null
+    long long s
+    bint t_is_str       # False for null / true / false
+    const unsigned char* t_ptr
+    Py_ssize_t t_len
+
+
+cdef inline Py_ssize_t _json_ws(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
+    while i < n and (p[i] == 0x20 or p[i] == 0x0A or p[i] == 0x0D or p[i] == 0x09):
+        i += 1
+    return i
+
+
+cdef inline Py_ssize_t _json_skip_string(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
+    # p[i] is the opening quote; returns the index after the closing one, -1 if none.
+    i += 1
+    while i < n:
+        if p[i] == 0x5C:        # backslash: the next byte is escaped
+            i += 2
+        elif p[i] == 0x22:
+            return i + 1
+        else:
+            i += 1
+    return -1
+
+
+cdef Py_ssize_t _json_skip_value(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
+    """Index after the JSON value at p[i], or -1.  Iterative: no recursion to exhaust."""
+    cdef unsigned char c = p[i]
+    cdef Py_ssize_t depth = 0
+    cdef Py_ssize_t start = i
+    if c == 0x22:
+        return _json_skip_string(p, i, n)
+    if c == 0x7B or c == 0x5B:
+        while i < n:
+            c = p[i]
+            if c == 0x22:
+                i = _json_skip_string(p, i, n)
+                if i < 0:
+                    return -1
+                continue
+            if c == 0x7B or c == 0x5B:
+                depth += 1
+            elif c == 0x7D or c == 0x5D:
+                depth -= 1
+                if depth == 0:
+                    return i + 1
+            i += 1
+        return -1
+    while i < n and not (c == 0x2C or c == 0x7D or c == 0x5D or c == 0x20
+                         or c == 0x0A or c == 0x0D or c == 0x09):
+        i += 1
+        if i < n:
+            c = p[i]
+    return i if i > start else -1
+
+
+cdef inline Py_ssize_t _json_int(const unsigned char* p, Py_ssize_t i, Py_ssize_t n,
+                                 long long* value) noexcept:
+    # An integer of at most 18 digits (no fraction/exponent), else -1.
+    cdef bint neg = False
+    cdef long long v = 0
+    cdef int digits = 0
+    if i < n and p[i] == 0x2D:
+        neg = True
+        i += 1
+    while i < n and 0x30 <= p[i] <= 0x39:
+        v = v * 10 + (p[i] - 0x30)
+        digits += 1
+        if digits > 18:
+            return -1
+        i += 1
+    if digits == 0:
+        return -1
+    if i < n and (p[i] == 0x2E or p[i] == 0x65 or p[i] == 0x45):
+        return -1
+    value[0] = -v if neg else v
+    return i
+
+
+cdef inline bint _json_is_literal(const unsigned char* p, Py_ssize_t i, Py_ssize_t n,
+                                  const char* lit, Py_ssize_t size) noexcept:
+    return n - i >= size and memcmp(p + i, lit, <size_t>size) == 0
+
+
+cdef bint _json_peek(const unsigned char* p, Py_ssize_t n, Peek* out) noexcept:
+    """Read the top-level op/t/s of a JSON object; False when unsure."""
+    cdef Py_ssize_t i, key, klen, end
+    out.found = 0
+    i = _json_ws(p, 0, n)
+    if i >= n or p[i] != 0x7B:
+        return False
+    i = _json_ws(p, i + 1, n)
+    if i < n and p[i] == 0x7D:
+        return True
+    while True:
+        if i >= n or p[i] != 0x22:
+            return False
+        key = i + 1
+        klen = 0
+        while key + klen < n and p[key + klen] != 0x22:
+            if p[key + klen] == 0x5C:
+                return False        # escaped key: let orjson read it
+            klen += 1
+        i = _json_ws(p, key + klen + 1, n)
+        if i >= n or p[i] != 0x3A:
+            return False
+        i = _json_ws(p, i + 1, n)
+        if i >= n:
+            return False
+        if klen == 1 and p[key] == 0x74:                    # "t"
+            if p[i] == 0x22:
+                end = i + 1
+                while end < n and p[end] != 0x22:
+                    if p[end] == 0x5C:
+                        return False
+                    end += 1
+                if end >= n:
+                    return False
+                out.t_is_str = True
+                out.t_ptr = p + i + 1
+                out.t_len = end - i - 1
+                i = end + 1
+            elif _json_is_literal(p, i, n, b"null", 4):
+                out.t_is_str = False
+                i += 4
+            else:
+                return False
+            out.found |= _HAVE_T
+        elif klen == 1 and p[key] == 0x73:                  # "s"
+            if _json_is_literal(p, i, n, b"null", 4):
+                out.s_null = True
+                i += 4
+            else:
+                i = _json_int(p, i, n, &out.s)
+                if i < 0:
+                    return False
+                out.s_null = False
+            out.found |= _HAVE_S
+        elif klen == 2 and p[key] == 0x6F and p[key + 1] == 0x70:   # "op"
+            i = _json_int(p, i, n, &out.op)
+            if i < 0:
+                return False
+            out.found |= _HAVE_OP
+        else:
+            i = _json_skip_value(p, i, n)
+            if i < 0:
+                return False
+        if out.found == _HAVE_ALL:
+            return True
+        i = _json_ws(p, i, n)
+        if i >= n:
+            return False
+        if p[i] == 0x7D:
+            return True     # the whole object was read: missing keys are absent
+        if p[i] != 0x2C:
+            return False
+        i = _json_ws(p, i + 1, n)
+
+
+cdef inline unsigned long long _be(const unsigned char* p, int size) noexcept:
+    cdef unsigned long long v = 0
+    cdef int k
+    for k in range(size):
+        v = (v << 8) | p[k]
+    return v
+
+
+cdef Py_ssize_t _etf_skip_term(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
+    """Index after the ETF term at p[i], or -1 (unknown tag, truncated).
+
+    Iterative: containers add their element count to the terms still to
+    skip, so deep nesting costs no stack.
+    """
+    cdef unsigned long long remaining = 1
+    cdef unsigned long long count
+    cdef unsigned char tag
+    while remaining:
+        remaining -= 1
+        if i >= n:
+            return -1
+        tag = p[i]
+        i += 1
+        if tag == 97:                           # SMALL_INTEGER
+            i += 1
+        elif tag == 98:                         # INTEGER
+            i += 4
+        elif tag == 70:                         # NEW_FLOAT
+            i += 8
+        elif tag == 99:                         # FLOAT (old, 31 bytes of text)
+            i += 31
+        elif tag == 106:                        # NIL
+            pass
+        elif tag == 115 or tag == 119:          # SMALL_ATOM(_UTF8)
+            if i + 1 > n:
+                return -1
+            i += 1 + p[i]
+        elif tag == 100 or tag == 118 or tag == 107:  # ATOM(_UTF8), STRING
+            if i + 2 > n:
+                return -1
+            i += 2 + <Py_ssize_t>_be(p + i, 2)
+        elif tag == 109:                        # BINARY
+            if i + 4 > n:
+                return -1
+            i += 4 + <Py_ssize_t>_be(p + i, 4)
+        elif tag == 110:                        # SMALL_BIG
+            if i + 1 > n:
+                return -1
+            i += 2 + p[i]
+        elif tag == 111:                        # LARGE_BIG
+            if i + 4 > n:
+                return -1
+            i += 5 + <Py_ssize_t>_be(p + i, 4)
+        elif tag == 104:                        # SMALL_TUPLE
+            if i + 1 > n:
+                return -1
+            remaining += p[i]
+            i += 1
+        elif tag == 105 or tag == 108 or tag == 116:  # LARGE_TUPLE, LIST, MAP
+            if i + 4 > n:
+                return -1
+            count = _be(p + i, 4)
+            i += 4
+            if tag == 108:
+                count += 1                      # the list's tail
+            elif tag == 116:
+                count *= 2
+            remaining += count
+        else:
+            return -1
+        if i > n or remaining > <unsigned long long>(n - i):
+            return -1                           # every term takes at least one byte
+    return i
+
+
+cdef inline Py_ssize_t _etf_text(const unsigned char* p, Py_ssize_t i, Py_ssize_t n,
+                                 const unsigned char** text, Py_ssize_t* size, bint* is_atom) noexcept:
+    """An atom or binary at p[i]: its bytes; returns the index after it, or -1."""
+    cdef unsigned char tag
+    cdef Py_ssize_t length, head
+    if i >= n:
+        return -1
+    tag = p[i]
+    if tag == 115 or tag == 119:
+        head = 1
+    elif tag == 100 or tag == 118:
+        head = 2
+    elif tag == 109:
+        head = 4
+    else:
+        return -1
+    if i + 1 + head > n:
+        return -1
+    length = <Py_ssize_t>_be(p + i + 1, <int>head)
+    if length > n - i - 1 - head:
+        return -1
+    text[0] = p + i + 1 + head
+    size[0] = length
+    is_atom[0] = tag != 109
+    return i + 1 + head + length
+
+
+cdef inline Py_ssize_t _etf_small_int(const unsigned char* p, Py_ssize_t i, Py_ssize_t n,
+                                      long long* value) noexcept:
+    if i + 2 <= n and p[i] == 97:
+        value[0] = p[i + 1]
+        return i + 2
+    if i + 5 <= n and p[i] == 98:
+        value[0] = <int>(<unsigned int>_be(p + i + 1, 4))
+        return i + 5
+    return -1
+
+
+cdef inline bint _is_atom(const unsigned char* text, Py_ssize_t size, const char* name, Py_ssize_t name_size) noexcept:
+    return size == name_size and memcmp(text, name, <size_t>size) == 0
+
+
+cdef bint _etf_peek(const unsigned char* p, Py_ssize_t n, Peek* out) noexcept:
+    """Read the top-level op/t/s of an ETF map; False when unsure."""
+    cdef Py_ssize_t i
+    cdef unsigned long long arity, k
+    cdef const unsigned char* key
+    cdef Py_ssize_t klen
+    cdef const unsigned char* text
+    cdef Py_ssize_t tlen
+    cdef bint atom
+    out.found = 0
+    if n < 6 or p[0] != 131 or p[1] != 116:
+        return False                    # not a plain map (e.g. a compressed term)
+    arity = _be(p + 2, 4)
+    i = 6
+    for k in range(arity):
+        i = _etf_text(p, i, n, &key, &klen, &atom)
+        if i < 0:
+            return False
+        if klen == 1 and key[0] == 0x74:                # t
+            i = _etf_text(p, i, n, &text, &tlen, &atom)
+            if i < 0:
+                return False
+            if atom and (_is_atom(text, tlen, b"nil", 3) or _is_atom(text, tlen, b"true", 4)
+                         or _is_atom(text, tlen, b"false", 5)):
+                out.t_is_str = False
+            else:
+                out.t_is_str = True
+                out.t_ptr = text
+                out.t_len = tlen
+            out.found |= _HAVE_T
+        elif klen == 1 and key[0] == 0x73:              # s
+            if i + 4 <= n and p[i] == 115 and p[i + 1] == 3 and memcmp(p + i + 2, b"nil", 3) == 0:
+                out.s_null = True
+                i += 5
+            else:
+                i = _etf_small_int(p, i, n, &out.s)
+                if i < 0:
+                    return False
+                out.s_null = False
+            out.found |= _HAVE_S
+        elif klen == 2 and key[0] == 0x6F and key[1] == 0x70:   # op
+            i = _etf_small_int(p, i, n, &out.op)
+            if i < 0:
+                return False
+            out.found |= _HAVE_OP
+        else:
+            i = _etf_skip_term(p, i, n)
+            if i < 0:
+                return False
+        if out.found == _HAVE_ALL:
+            return True
+    return True
+
+
+def peek(data, str encoding="json"):
+    """(op, t, s) as the decoder's peek reads them, or None when unsure (tests, debugging).
+
+    Absent keys read as None, like ``dict.get``.
+    """
+    cdef Py_buffer buf
+    cdef Peek pk
+    cdef bint ok
+    PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE)
+    try:
+        if encoding == "etf":
+            ok = _etf_peek(<const unsigned char*>buf.buf, buf.len, &pk)
+        else:
+            ok = _json_peek(<const unsigned char*>buf.buf, buf.len, &pk)
+        if not ok:
+            return None
+        op = pk.op if pk.found & _HAVE_OP else None
+        t = ((<const char*>pk.t_ptr)[:pk.t_len].decode("utf-8", "replace") if pk.t_is_str else None) if pk.found & _HAVE_T else None
+        s = (None if pk.s_null else pk.s) if pk.found & _HAVE_S else None
+        return op, t, s
+    finally:
+        PyBuffer_Release(&buf)
+
+
+# -- the decoder --------------------------------------------------------------
+
+cdef object _load_etf_c_api(object module, etf_decode_fn* fn):
+    """Fetch _etf.decode_buffer's C pointer, if its signature is the expected one."""
+    capi = getattr(module, "__pyx_capi__", None)
+    if not capi:
+        return False
+    capsule = capi.get("decode_buffer")
+    if capsule is None or not PyCapsule_IsValid(capsule, PyCapsule_GetName(capsule)):
+        return False
+    name = PyCapsule_GetName(capsule)
+    if name == NULL or <bytes>name != _ETF_DECODE_SIGNATURE:
+        return False
+    fn[0] = <etf_decode_fn>PyCapsule_GetPointer(capsule, name)
+    return fn[0] != NULL
+
+
+@cython.final
+cdef class MessageDecoder:
+    """Inflate + decode + sequence tracking for one shard (see :mod:`fastshard.codec`)."""
+
+    def __init__(self, str encoding="json", int compression=0, *, bint big_ints_as_str=True,
+                 Py_ssize_t max_message_size=DEFAULT_MAX_MESSAGE_SIZE, disabled_events=()):
+        if encoding not in ("json", "etf"):
+            raise ValueError(f"encoding must be 'json' or 'etf', not {encoding!r}")
+        if compression not in (0, 1, 2, 3):
+            raise ValueError(f"compression must be 0, 1, 2 or 3, not {compression!r}")
+        if max_message_size <= 0:
+            raise ValueError(f"max_message_size must be positive, not {max_message_size}")
+        if isinstance(disabled_events, str):
+            raise TypeError("disabled_events must be an iterable of event names, not a single str")
+        self.encoding = encoding
+        self.compression = compression
+        self.big_ints_as_str = big_ints_as_str
+        self.max_message_size = max_message_size
+        self.disabled_events = frozenset(disabled_events)
+        self._has_disabled = len(self.disabled_events) > 0
+        self._sequence = None
+        self.wire_bytes = 0
+        self.raw_bytes = 0
+        self._is_etf = encoding == "etf"
+        self._loads = orjson.loads
+        self._etf_decode_c = NULL
+        self._etf_decode_py = None
+        if self._is_etf:
+            from . import _etf   # lazily: JSON users never load the ETF codec
+            if not _load_etf_c_api(_etf, &self._etf_decode_c):
+                self._etf_decode_py = _etf.decode
+        self._fragments = ByteBuffer()
+        self.reset()
+
+    def reset(self) -> None:
+        """A new connection: fresh decompression context, empty buffers; the sequence stays."""
+        self._fragments.clear()
+        self._in_fragment = False
+        self._fragment_binary = False
+        self._zlib = ZlibStreamInflater(self.max_message_size) if self.compression == 2 else None
+        self._zstd = ZstdStreamInflater(self.max_message_size) if self.compression == 3 else None
+        self._payload_zlib = ZlibPayloadInflater(self.max_message_size) if self.compression == 1 else None
+
+    @property
+    def sequence(self):
+        """Highest ``s`` seen, None before any; only moves up by itself."""
+        return self._sequence
+
+    @sequence.setter
+    def sequence(self, value):
+        if value is not None and type(value) is not int:
+            raise TypeError(f"sequence must be an int or None, not {type(value).__name__}")
+        self._sequence = value
+
+    # -- intake -----------------------------------------------------------
+    cpdef object feed_frame(self, WSFrame frame):
+        """One picows frame; returns the payload when a message completes (see codec)."""
+        cdef WSMsgType msg_type = frame.msg_type
+        cdef const unsigned char* p = <const unsigned char*>frame.payload_ptr
+        cdef Py_ssize_t n = frame.payload_size
+        cdef ByteBuffer frags = self._fragments
+        if msg_type == WSMsgType.CONTINUATION:
+            if not self._in_fragment:
+                raise DecodeError("a continuation frame arrived with no fragmented message to continue")
+            if frags.size + n > self.max_message_size:
+                frags.clear()
+                self._in_fragment = False
+                raise DecodeError("fragmented message is larger than max_message_size "
+                                  f"({self.max_message_size} bytes)")
+            frags.append(p, n)
+            if not frame.fin:
+                return None
+            self._in_fragment = False
+            try:
+                return self._process(frags.data, frags.size, self._fragment_binary)
+            finally:
+                frags.clear()
+        if msg_type == WSMsgType.TEXT or msg_type == WSMsgType.BINARY:
+            if self._in_fragment:
+                frags.clear()
+                self._in_fragment = False
+                raise DecodeError("a new message started before the fragmented one was finished")
+            if frame.fin:
+                return self._process(p, n, msg_type == WSMsgType.BINARY)
+            if n > self.max_message_size:
+                raise DecodeError("fragmented message is larger than max_message_size "
+                                  f"({self.max_message_size} bytes)")
+            frags.clear()
+            frags.append(p, n)
+            self._in_fragment = True
+            self._fragment_binary = msg_type == WSMsgType.BINARY
+            return None
+        return None     # ping/pong/close belong to the shard, not the decoder
+
+    def feed(self, data, bint binary):
+        """One complete websocket message (bytes-like); see :mod:`fastshard.codec`."""
+        cdef Py_buffer buf
+        PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE)
+        try:
+            return self._process(<const unsigned char*>buf.buf, buf.len, binary)
+        finally:
+            PyBuffer_Release(&buf)
+
+    # -- the pipeline -----------------------------------------------------
+    cdef object _process(self, const unsigned char* p, Py_ssize_t n, bint binary):
+        cdef object raw
+        cdef int c = self.compression
+        self.wire_bytes += n
+        if c == 2:
+            raw = self._zlib.feed(p, n)
+            if raw is None:
+                return None
+            return self._finish(raw, self._zlib.out_ptr, self._zlib.out_size)
+        if c == 3:
+            raw = self._zstd.feed(p, n)
+            if raw is None:
+                return None     # an empty message (or an empty block): nothing to deliver
+            return self._finish(raw, self._zstd.out_ptr, self._zstd.out_size)
+        if c == 1 and binary and not self._is_etf:
+            raw = self._payload_zlib.feed(p, n)
+            return self._finish(raw, self._payload_zlib.out_ptr, self._payload_zlib.out_size)
+        # Uncompressed (or ETF, whose tag 80 the ETF decoder inflates): decoded
+        # straight from the caller's memory, released before returning.
+        raw = PyMemoryView_FromMemory(<char*>p, n, PyBUF_READ)
+        try:
+            return self._finish(raw, p, n)
+        finally:
+            raw.release()
+
+    cdef object _finish(self, object raw, const unsigned char* p, Py_ssize_t n):
+        cdef Peek pk
+        cdef bint sure
+        cdef object payload, s, t
+        self.raw_bytes += n
+        if self._has_disabled:
+            sure = _etf_peek(p, n, &pk) if self._is_etf else _json_peek(p, n, &pk)
+            if (sure and (pk.found & _HAVE_OP) and pk.op == 0 and (pk.found & _HAVE_T)
+                    and pk.t_is_str):
+                try:
+                    t = (<const char*>pk.t_ptr)[:pk.t_len].decode("utf-8")
+                except UnicodeDecodeError:
+                    t = None    # orjson/ETF will report it
+                if t is not None and t in self.disabled_events:
+                    if (pk.found & _HAVE_S) and not pk.s_null:
+                        self._track(pk.s)
+                    return None
+        payload = self._decode(raw, p, n)
+        if type(payload) is not dict:
+            raise DecodeError(f"gateway payload is not an object but {type(payload).__name__}")
+        s = (<dict>payload).get("s")
+        if type(s) is int:
+            self._track(s)
+        if self._has_disabled and (<dict>payload).get("op") == 0:
+            t = (<dict>payload).get("t")
+            if type(t) is str and t in self.disabled_events:
+                return None
+        return payload
+
+    cdef object _decode(self, object raw, const unsigned char* p, Py_ssize_t n):
+        cdef int was_enabled = 0
+        cdef bint paused = n > _GC_PAUSE_THRESHOLD
+        if paused:
+            was_enabled = PyGC_Disable()
+        try:
+            if self._etf_decode_c != NULL:
+                return self._etf_decode_c(p, n, self.big_ints_as_str)
+            if self._is_etf:
+                return self._etf_decode_py(raw, big_ints_as_str=self.big_ints_as_str)
+            try:
+                return self._loads(raw)
+            except _JSONDecodeError as exc:
+                raise DecodeError(f"invalid JSON from the gateway: {exc}") from None
+        finally:
+            if paused and was_enabled:
+                PyGC_Enable()
+
+    cdef int _track(self, object s) except -1:
+        if self._sequence is None or s > self._sequence:
+            self._sequence = s
+        return 0
