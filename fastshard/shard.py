@@ -132,7 +132,9 @@ class WebsocketShard:
     ``token`` and ``intents`` are required.
     """
 
-    #: Reconnect backoff: first retry at once, then base * 2**n seconds with jitter, capped.
+    #: Reconnect backoff: the first retry after ``reconnect_first_delay`` (at once by
+    #: default), then base * 2**n seconds with jitter, capped.
+    reconnect_first_delay = 0.0
     reconnect_base_delay = 1.0
     reconnect_max_delay = 60.0
     #: Seconds to wait for the websocket handshake.
@@ -598,7 +600,7 @@ class WebsocketShard:
 
     def _backoff(self, attempt: int) -> float:
         if attempt == 0:
-            return 0.0
+            return self.reconnect_first_delay
         ceiling = min(self.reconnect_max_delay, self.reconnect_base_delay * 2 ** (attempt - 1))
         return ceiling * (0.5 + random.random() / 2)  # jitter: shards that fell together spread out
 
