@@ -19,8 +19,12 @@ async def connect_ready(shard, rec, timeout=5.0):
     await rec.until(lambda: rec.ready, timeout, "READY")
 
 
+@pytest.mark.parametrize("impl", ["cython", "python"])
 @pytest.mark.parametrize("encoding,compression", MATRIX)
-async def test_identify_ready_and_events_in_every_encoding(make_sim, make_shard, encoding, compression):
+async def test_identify_ready_and_events_in_every_encoding(make_sim, make_shard, monkeypatch, encoding, compression,
+                                                           impl):
+    if impl == "python":  # the plain-Python reference decoder must behave the same
+        monkeypatch.setenv("FASTSHARD_PURE_PYTHON", "1")
     sim = await make_sim(guilds=3)
     shard, rec = make_shard(sim, encoding=encoding, compression=compression, id=1, total=2,
                             large_threshold=100, presence={"status": "idle", "activities": [], "since": None,
@@ -36,6 +40,7 @@ async def test_identify_ready_and_events_in_every_encoding(make_sim, make_shard,
     assert conn.query["v"] == "10" and conn.query["encoding"] == encoding
     assert conn.compression == compression
     assert conn.received[0]["op"] == 2  # nothing was sent before HELLO's answer
+    assert type(shard._decoder).__name__ == ("PyMessageDecoder" if impl == "python" else "MessageDecoder")
 
     ready = rec.ready[0]
     assert ready["session_id"] == shard.session_id and shard.resume_url == sim.resume_url
