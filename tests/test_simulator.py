@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import struct
+import subprocess
+import sys
 import zlib
 from typing import Any
 
@@ -19,7 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from fastshard.testing import (GatewaySimulator, MessagePacker, TrafficGenerator, encode_payload,
-                               snowflakes_to_int)
+                               encode_stream, snowflakes_to_int)
 from fastshard.testing import etf
 
 ENCODINGS = ["json", "etf"]
@@ -409,6 +412,9 @@ IDENTIFY = {"op": 2, "d": {"token": "token", "intents": 513, "properties": PROPS
     pytest.param([{"op": 2, "d": {"token": "token", "intents": 1 << 30, "properties": PROPS}}],
                  4013, False, id="invalid-intents"),
     pytest.param([{"op": 2, "d": {"token": "token", "properties": PROPS}}], 4002, False, id="identify-no-intents"),
+    pytest.param([{"op": 1, "d": "seven"}], 4002, False, id="heartbeat-d-not-int"),
+    pytest.param([{"op": 6, "d": {"token": "token", "session_id": "x", "seq": "1"}}], 4002, False,
+                 id="resume-seq-not-int"),
 ])
 async def test_protocol_errors_close_with_discords_codes(payloads: list[Any], code: int,
                                                          identify_first: bool) -> None:
@@ -585,6 +591,46 @@ async def test_wait_connection_next_and_by_index() -> None:
             await conn.wait_for_op(2)
 
 
+async def test_hello_can_be_delayed_and_preceded_by_op7() -> None:
+    async def op7_first(conn: Any) -> None:
+        await conn.reconnect()
+
+    async with sim_factory(hello_delay=0.1, before_hello=op7_first) as sim:
+        client = await _open(sim, "json", 2)
+        assert (await client.recv())["op"] == 7
+        with pytest.raises(asyncio.TimeoutError):
+            await client.recv(timeout=0.05)  # HELLO is still being held back
+        hello = await client.recv()
+        assert hello["op"] == 10
+
+
+async def test_identify_compress_true_under_transport_compression_stays_transport() -> None:
+    async with sim_factory() as sim:
+        client = await _open(sim, "json", 2)
+        await client.recv()
+        await client.send({"op": 2, "d": {"token": "t", "intents": 1, "properties": PROPS, "compress": True}})
+        assert (await client.recv())["t"] == "READY"
+        assert sim.connections[0].compression == 2
+
+
+@pytest.mark.parametrize("encoding,compression", [("json", 2), ("etf", 3), ("json", 1)])
+async def test_send_stream_pushes_pre_encoded_payloads(encoding: str, compression: int) -> None:
+    events = TrafficGenerator(4).steady_stream(50)
+    raws = encode_stream(events, encoding, start_seq=10)
+    async with sim_factory() as sim:
+        client, _ = await _ready(sim, encoding, compression)
+        conn = sim.connections[0]
+        conn.split_messages = 2
+        sent = await conn.send_stream(raws)
+        assert sent == (100 if compression == 2 else 50)
+        got = [await client.recv() for _ in raws]
+        assert [p["s"] for p in got] == list(range(10, 60))
+        assert [(p["t"], p["d"]) for p in got] == events
+        # The connection's context is still in step for ordinary sends.
+        await client.send({"op": 1, "d": 59})
+        assert (await client.recv())["op"] == 11
+
+
 # -- traffic and ETF ------------------------------------------------------------------------
 
 def test_traffic_generator_is_deterministic_and_shaped_like_discord() -> None:
@@ -602,6 +648,17 @@ def test_traffic_generator_is_deterministic_and_shaped_like_discord() -> None:
     assert 200_000 < size < 2_000_000 and large["large"] is True
     sizes = {len(json.dumps(d)) for _, d in TrafficGenerator(2).guild_burst(8)}
     assert len(sizes) == 8 and max(sizes) > 3 * min(sizes)
+
+
+def test_traffic_generator_does_not_depend_on_the_process() -> None:
+    # Same seed in another interpreter with another hash seed: same bytes
+    # (catches set/hash ordering sneaking into the generator).
+    code = ("import json, sys; from fastshard.testing import TrafficGenerator as T; g = T(5); "
+            "sys.stdout.write(json.dumps([g.steady_stream(100), g.guild_burst(2)]))")
+    env = dict(os.environ, PYTHONHASHSEED="12345", PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    g = TrafficGenerator(5)
+    assert json.loads(out) == json.loads(json.dumps([g.steady_stream(100), g.guild_burst(2)]))
 
 
 def test_etf_codec_agrees_with_erlpack() -> None:

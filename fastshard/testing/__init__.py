@@ -24,11 +24,11 @@ from __future__ import annotations
 
 from .compression import MessagePacker, WireMessage
 from .connection import SimConnection
-from .encoding import decode_client_payload, encode_payload, snowflakes_to_int
+from .encoding import decode_client_payload, encode_payload, encode_stream, snowflakes_to_int
 from .protocol import Close, Op
 from .server import GatewaySimulator
 from .session import SimSession
 from .traffic import TrafficGenerator
 
 __all__ = ["GatewaySimulator", "SimConnection", "SimSession", "TrafficGenerator", "MessagePacker",
-           "WireMessage", "encode_payload", "decode_client_payload", "snowflakes_to_int", "Close", "Op"]
+           "WireMessage", "encode_payload", "encode_stream", "decode_client_payload", "snowflakes_to_int", "Close", "Op"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import ServerConnection
@@ -143,6 +143,22 @@ class SimConnection:
             for message in self.packer.pack_encoded(raw, self.split_messages):
                 await self._write(message)
 
+    async def send_stream(self, raws: Iterable[bytes]) -> int:
+        """Many pre-encoded payloads (see :func:`encode_stream`), packed and sent in order.
+
+        Holds the send lock for the whole stream so nothing else interleaves
+        with the compression context.  The session's sequence is not touched:
+        use it for throughput, not for resume tests.  Returns messages sent.
+        """
+        sent = 0
+        async with self._send_lock:
+            packer = self.packer
+            for raw in raws:
+                for message in packer.pack_encoded(raw, self.split_messages):
+                    await self._write(message)
+                    sent += 1
+        return sent
+
     async def send_messages(self, messages: list[WireMessage]) -> None:
         """Exact websocket messages, e.g. pre-packed by a benchmark with its own packer."""
         async with self._send_lock:
@@ -209,6 +225,11 @@ class SimConnection:
             self._packer = MessagePacker(self.encoding, self.compression,
                                          payload_compression_threshold=self.sim.payload_compression_threshold)
             loop = asyncio.get_running_loop()
+            if self.sim.before_hello is not None:
+                # Tests of "op 7 before HELLO" and "the client waits for HELLO".
+                await self.sim.before_hello(self)
+            if self.sim.hello_delay > 0:
+                await asyncio.sleep(self.sim.hello_delay)
             self._last_heartbeat = loop.time()
             interval_ms = max(1, round(self.sim.heartbeat_interval * 1000))
             await self.send_payload({"op": Op.HELLO, "s": None, "t": None,

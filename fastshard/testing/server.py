@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 from types import TracebackType
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
@@ -34,7 +34,8 @@ class GatewaySimulator:
                  rate_limit: tuple[int, float] = (120, 60.0), guild_members: int | None = None,
                  large_guilds: int = 0, payload_compression_threshold: int = 256,
                  max_payload_size: int = 4096, replay_buffer: int = 100_000,
-                 close_timeout: float = 2.0) -> None:
+                 close_timeout: float = 2.0, hello_delay: float = 0.0,
+                 before_hello: Callable[[SimConnection], Awaitable[None]] | None = None) -> None:
         if heartbeat_interval <= 0:
             raise ValueError(f"heartbeat_interval must be positive, not {heartbeat_interval!r}")
         if event_rate < 0:
@@ -56,6 +57,8 @@ class GatewaySimulator:
         self.max_payload_size = max_payload_size
         self.replay_buffer = replay_buffer
         self.close_timeout = close_timeout
+        self.hello_delay = hello_delay        # seconds between the handshake and HELLO
+        self.before_hello = before_hello      # awaited with each new connection before HELLO
         self.connections: list[SimConnection] = []
         self.sessions: dict[str, SimSession] = {}
         self.debug_log: list[str] = []
