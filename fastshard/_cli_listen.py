@@ -193,14 +193,14 @@ class Listener:
         return None
 
     # -- shard callbacks (inline in the read loop: keep them cheap) ----------
-    def _record(self, payload: dict[str, Any]) -> None:
+    def _record(self, payload: dict[str, Any], shown: Any = None) -> None:
         t = payload.get("t")
         seq = payload.get("s")
         self.stats.count(t, seq)
         if self.writer is not None:
             self.writer.write(payload)
         if self.display.wants(t):
-            self.display.event(seq, t, payload.get("d"))
+            self.display.event(seq, t, payload.get("d") if shown is None else shown)
 
     def on_event(self, payload: dict[str, Any]) -> None:
         self._record(payload)
@@ -222,7 +222,8 @@ class Listener:
         if seq is None or (self.stats.last_seq is not None and seq <= self.stats.last_seq):
             seq = None
         data = {k: v for k, v in d.items() if k != "replayed"}
-        self._record({"op": 0, "t": "RESUMED", "s": seq, "d": data})
+        # The file gets what the gateway sent; the screen also shows the replay count.
+        self._record({"op": 0, "t": "RESUMED", "s": seq, "d": data}, shown=d)
         if not self.display.wants("RESUMED"):
             self.display.info(f"session resumed, {replayed} missed events replayed")
 
@@ -262,14 +263,16 @@ class Listener:
         return remove
 
     async def _ticker(self) -> None:
-        ticks_per_ping = max(int(PING_EVERY / TICK), 1)
-        tick = 0
+        loop = asyncio.get_running_loop()
+        next_ping = 0.0
         while True:
             shard = self.shard
             status = shard.status
-            if status.name == "CONNECTED" and tick % ticks_per_ping == 0:
+            # Ping as soon as the session is up, then now and then: the first
+            # heartbeat ACK may be 40 s away.
+            if status.name == "CONNECTED" and loop.time() >= next_ping:
+                next_ping = loop.time() + PING_EVERY
                 asyncio.ensure_future(self._ping())
-            tick += 1
             line = None
             if self.display.tty:
                 line = status_line(status=status.name, rate=self.stats.recent_rate(), total=self.stats.total,

@@ -203,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the Discord gateway simulator until Ctrl-C, so a bot can connect to it "
                     "(point the bot's gateway URL at the printed ws:// address).",
         epilog=_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    simulate.set_defaults(subparser=simulate)
     simulate.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     simulate.add_argument("--port", type=_port, default=0, help="port to listen on (default: 0, any free port)")
     _add_simulator_options(simulate)
@@ -217,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="run the benchmark suite (python -m bench)",
         description="Run the benchmark suite (`python -m bench`) from a source checkout; "
                     "arguments after `bench` are passed on to it.")
+    bench.set_defaults(subparser=bench)
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark suite")
     return parser
 
@@ -249,7 +251,13 @@ def _check_listen(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fastshard`` console script; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # parse_known_args: `bench` passes options it does not know on to the suite
+    # (argparse's REMAINDER does not catch a leading "--option").
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "bench":
+            args.subparser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.args = [*extra, *args.args]
     try:
         if args.command == "listen":
             _check_listen(args)
