@@ -135,7 +135,7 @@ class GatewayState:
         if op == opcodes.RECONNECT:
             return [Reconnect(close_codes.CLIENT_RECONNECT, "gateway requested a reconnect (op 7)")]
         if op == opcodes.INVALID_SESSION:
-            if d is True and self.can_resume:
+            if d is True:
                 return [Reconnect(close_codes.CLIENT_RECONNECT, "session invalidated but resumable (op 9)")]
             was_resuming = self.resuming
             self.clear_session()

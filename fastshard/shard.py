@@ -86,9 +86,13 @@ class _Listener(picows.WSListener):
         elif msg_type is _MSG_PONG:
             shard._on_pong(frame.get_payload_as_bytes())
         elif msg_type is _MSG_CLOSE:
-            self.close_code = int(frame.get_close_code())
-            self.close_reason = frame.get_close_reason() or ""
-            transport.send_close(frame.get_close_code())
+            code = int(frame.get_close_code())
+            if code:
+                self.close_code = code
+                self.close_reason = frame.get_close_reason() or ""
+                transport.send_close(frame.get_close_code())
+            else:  # a close frame without a code (1005): nothing to echo, nothing to act on
+                transport.send_close()
             transport.disconnect()
 
     def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
@@ -568,12 +572,15 @@ class WebsocketShard:
             self._start_reconnect()
 
     def _start_reconnect(self) -> None:
+        """Open a new connection: it resumes when a session exists, identifies otherwise.
+
+        Only reached for losses after which Discord expects a reconnect (see
+        ``GatewayState.connection_lost``) or when we left on purpose (op 7,
+        op 9 d=true, zombie, bad data): a session that is gone is never
+        re-identified behind the user's back.
+        """
         self._listener = None
         if self._closing:
-            return
-        if not self._gateway.can_resume:
-            self._fail(ShardError("the connection was lost before a session was established; "
-                                  "call connect() again to identify"))
             return
         self._status = ShardStatus.RECONNECTING
         if self._reconnect_task is None or self._reconnect_task.done():

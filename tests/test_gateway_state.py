@@ -94,6 +94,10 @@ def test_op7_and_op9():
     assert isinstance(a, Fail) and isinstance(a.error, InvalidSessionError)
     assert "resume attempt was refused" in str(a.error)
     assert state.session_id is None and seq.sequence is None
+    # Discord asked for a reconnect: that holds even before a session exists (it then identifies).
+    fresh, _ = make_state()
+    (a,) = fresh.receive({"op": 9, "d": True}, 0.0)
+    assert isinstance(a, Reconnect)
 
 
 @pytest.mark.parametrize("code", sorted(close_codes.FATAL))
