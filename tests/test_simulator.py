@@ -367,8 +367,9 @@ async def test_resume_past_the_replay_buffer_gets_op9_false() -> None:
         session = sim.sessions[payloads[0]["d"]["session_id"]]
         await client.ws.close(4000)
         await sim.connections[0].wait_closed()
-        for _ in range(3):
+        for _ in range(6):
             await session.dispatch("TYPING_START", {"n": 1})
+        assert session.buffered <= 3 and not session.can_replay_from(3)
         other = await _open(sim)
         await other.recv()
         await other.send({"op": 6, "d": {"token": "token", "session_id": session.session_id, "seq": 3}})

@@ -33,7 +33,7 @@ class GatewaySimulator:
                  event_rate: float = 0.0, event_limit: int | None = None,
                  rate_limit: tuple[int, float] = (120, 60.0), guild_members: int | None = None,
                  large_guilds: int = 0, payload_compression_threshold: int = 256,
-                 max_payload_size: int = 4096, replay_buffer: int = 100_000,
+                 max_payload_size: int = 4096, replay_buffer: int = 50_000,
                  close_timeout: float = 2.0, hello_delay: float = 0.0,
                  before_hello: Callable[[SimConnection], Awaitable[None]] | None = None) -> None:
         if heartbeat_interval <= 0:

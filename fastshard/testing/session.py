@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from websockets.exceptions import ConnectionClosed
 
 if TYPE_CHECKING:
@@ -21,11 +22,23 @@ __all__ = ["SimSession", "UNBUFFERED_EVENTS"]
 UNBUFFERED_EVENTS = frozenset({"READY", "RESUMED"})
 
 
+def _freeze(payload: dict[str, Any]) -> bytes | dict[str, Any]:
+    try:
+        return orjson.dumps(payload)
+    except TypeError:
+        # Not JSON-able (e.g. an int past 64 bits for an ETF test): keep it as is.
+        return payload
+
+
+def _thaw(stored: bytes | dict[str, Any]) -> dict[str, Any]:
+    return orjson.loads(stored) if isinstance(stored, bytes) else stored  # type: ignore[no-any-return]
+
+
 class SimSession:
     """One session as the gateway keeps it between connections."""
 
     def __init__(self, session_id: str, identify: dict[str, Any], shard: tuple[int, int],
-                 intents: int, guild_ids: list[str], *, replay_buffer: int = 100_000) -> None:
+                 intents: int, guild_ids: list[str], *, replay_buffer: int = 50_000) -> None:
         self.session_id = session_id
         self.identify = identify
         self.shard = shard
@@ -36,7 +49,9 @@ class SimSession:
         self.invalidated = False
         self.replay_buffer = replay_buffer
         self._seqs: list[int] = []
-        self._payloads: list[dict[str, Any]] = []
+        # Kept as compact JSON: a long-running simulator streaming events would
+        # otherwise hold tens of thousands of nested dicts per session.
+        self._payloads: list[bytes | dict[str, Any]] = []
         self._dropped_upto = 0  # highest sequence number pushed out of the buffer
 
     def __repr__(self) -> str:
@@ -48,8 +63,10 @@ class SimSession:
         payload = {"op": 0, "t": t, "s": self.seq, "d": d}
         if t not in UNBUFFERED_EVENTS:
             self._seqs.append(self.seq)
-            self._payloads.append(payload)
-            if len(self._seqs) > self.replay_buffer:
+            self._payloads.append(_freeze(payload))
+            # Trim in batches: deleting from the front of a long list on every
+            # dispatch would cost a memmove of the whole buffer each time.
+            if len(self._seqs) > self.replay_buffer + max(1, self.replay_buffer // 4):
                 drop = len(self._seqs) - self.replay_buffer
                 self._dropped_upto = self._seqs[drop - 1]
                 del self._seqs[:drop], self._payloads[:drop]
@@ -73,7 +90,7 @@ class SimSession:
     def missed_after(self, seq: int) -> list[dict[str, Any]]:
         """Buffered dispatches with ``s > seq`` in order."""
         i = bisect.bisect_right(self._seqs, seq)
-        return self._payloads[i:]
+        return [_thaw(raw) for raw in self._payloads[i:]]
 
     @property
     def buffered(self) -> int:
