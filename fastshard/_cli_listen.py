@@ -162,7 +162,7 @@ class Listener:
             return None
         if args.token is not None:
             try:
-                info = await fetch_gateway_bot(args.token)
+                info = await fetch_gateway_bot(args.token, **({"url": args.api_url} if args.api_url else {}))
             except GatewayLookupError as exc:
                 return self.error(str(exc))
             self.url = info.url

@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     conn.add_argument("--url", type=_gateway_url, default=None,
                       help="connect to this gateway instead of asking Discord for one, e.g. "
                            "ws://127.0.0.1:8765 from `fastshard simulate` (works without a token)")
+    # Testing hook: where GET /gateway/bot is asked (a loopback HTTP server in the tests).
+    conn.add_argument("--api-url", default=None, help=argparse.SUPPRESS)
     conn.add_argument("--intents", type=_intents, default=DEFAULT_INTENTS,
                       help="a number or names like guilds,guild_messages (default: every non-privileged "
                            f"intent, {DEFAULT_INTENTS})")

@@ -221,8 +221,15 @@ def test_jsonl_writer_flushes_every_line(tmp_path):
 
 # -- GET /gateway/bot over a loopback HTTP server ------------------------------------
 
+def _gateway_bot_answer(url: str = "wss://gateway.example", shards: int = 4, remaining: int = 999) -> dict:
+    return {"url": url, "shards": shards,
+            "session_start_limit": {"total": 1000, "remaining": remaining, "reset_after": 7_200_000,
+                                    "max_concurrency": 1}}
+
+
 class _GatewayBotHandler(http.server.BaseHTTPRequestHandler):
     seen: list[dict[str, str]] = []
+    answer: dict = _gateway_bot_answer()
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         type(self).seen.append(dict(self.headers))
@@ -231,9 +238,7 @@ class _GatewayBotHandler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b'{"message": "401: Unauthorized", "code": 0}')
             return
-        body = json.dumps({"url": "wss://gateway.example", "shards": 4,
-                           "session_start_limit": {"total": 1000, "remaining": 999,
-                                                   "reset_after": 1000, "max_concurrency": 1}}).encode()
+        body = json.dumps(type(self).answer).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
@@ -249,6 +254,7 @@ def gateway_bot_api():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/api/v10/gateway/bot"
+    _GatewayBotHandler.answer = _gateway_bot_answer()
     server.shutdown()
     server.server_close()
 
@@ -278,6 +284,7 @@ def test_bench_without_the_suite_says_so(monkeypatch, capsys, tmp_path):
 
 def test_bench_runs_python_m_bench_with_the_arguments(monkeypatch, tmp_path):
     (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "__init__.py").write_text("")
     (tmp_path / "bench" / "__main__.py").write_text(
         "import sys, pathlib\npathlib.Path('ran.txt').write_text(' '.join(sys.argv[1:]))\nsys.exit(3)\n")
     monkeypatch.setattr(_cli_bench, "find_bench_root", lambda: tmp_path)
@@ -306,14 +313,14 @@ def _env() -> dict[str, str]:
 EVENT_LINE = re.compile(r"^\s*(\d+|-) ([A-Z][A-Z0-9_]*)\s+(.*)$")
 
 
-async def _start(*args: str) -> asyncio.subprocess.Process:
+async def _start(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "fastshard", *args, cwd=ROOT, env=_env(),
+        sys.executable, "-m", "fastshard", *args, cwd=ROOT, env={**_env(), **(env or {})},
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
 
-async def _run(*args: str, timeout: float = 20.0) -> tuple[int, str, str]:
-    proc = await _start(*args)
+async def _run(*args: str, timeout: float = 20.0, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    proc = await _start(*args, env=env)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except asyncio.TimeoutError:
@@ -470,3 +477,26 @@ async def test_bad_flags_exit_2_from_the_real_entry_point():
     code, out, err = await _run("listen", "--compression", "9")
     assert code == 2
     assert "invalid choice: 9" in err and "usage: fastshard listen" in err
+
+
+async def test_listen_with_a_token_asks_discord_for_the_gateway_and_shard_count(gateway_bot_api):
+    async with GatewaySimulator(token="good-token", event_rate=100) as sim:
+        _GatewayBotHandler.answer = _gateway_bot_answer(url=sim.url, shards=3)
+        code, out, err = await _run("listen", "--api-url", gateway_bot_api, "--duration", "0.8",
+                                    env={"DISCORD_TOKEN": "good-token"})
+        assert code == 0, err
+        assert _GatewayBotHandler.seen[-1]["Authorization"] == "Bot good-token"
+        identify = sim.connections[0].received[0]
+        assert identify["op"] == 2 and identify["d"]["shard"] == [0, 3] and identify["d"]["token"] == "good-token"
+    first = out.splitlines()[0]
+    assert first.startswith(f"-- connecting to Discord at {sim.url} as shard 0/3 (Discord recommends 3 shards")
+    assert "--shard 0/3" in out  # the resume command keeps the shard
+
+    code, out, err = await _run("listen", "--api-url", gateway_bot_api, "--token", "bad-token")
+    assert code == 1
+    assert "Discord rejected the token (HTTP 401" in err and "Traceback" not in err
+
+    _GatewayBotHandler.answer = _gateway_bot_answer(url=sim.url, remaining=0)
+    code, out, err = await _run("listen", "--api-url", gateway_bot_api, "--token", "good-token")
+    assert code == 1
+    assert "no session starts left today" in err and "resets in 2.0 h" in err
