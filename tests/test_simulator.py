@@ -350,6 +350,26 @@ async def test_resume_unknown_or_ended_session_gets_op9_false() -> None:
         assert (await again.recv())["op"] == 9
 
 
+async def test_session_times_out_after_being_detached_too_long() -> None:
+    async with sim_factory(session_timeout=0.1) as sim:
+        client, payloads = await _ready(sim)
+        session_id = payloads[0]["d"]["session_id"]
+        await client.ws.close(4000)
+        await sim.connections[0].wait_closed()
+        quick = await _open(sim, path="/resume")
+        await quick.recv()
+        await quick.send({"op": 6, "d": {"token": "token", "session_id": session_id, "seq": 3}})
+        assert (await quick.recv())["t"] == "RESUMED"
+        await quick.ws.close(4000)
+        await sim.connections[1].wait_closed()
+        await asyncio.sleep(0.15)
+        late = await _open(sim, path="/resume")
+        await late.recv()
+        await late.send({"op": 6, "d": {"token": "token", "session_id": session_id, "seq": 4}})
+        assert (await late.recv())["op"] == 9
+        assert sim.sessions[session_id].invalidated
+
+
 async def test_resume_with_seq_ahead_of_the_session_closes_4007() -> None:
     async with sim_factory() as sim:
         client, payloads = await _ready(sim)
@@ -443,6 +463,14 @@ async def test_privileged_intents_must_be_allowed() -> None:
         await client.send(members)
         assert (await client.recv())["t"] == "READY"
         await _expect_close(sim, [presences], 4014)
+
+
+async def test_sharding_required_closes_4011() -> None:
+    async with sim_factory(required_shards=2) as sim:
+        ident = {"op": 2, "d": {"token": "t", "intents": 1, "properties": PROPS, "shard": [0, 1]}}
+        await _expect_close(sim, [ident], 4011)
+        client, payloads = await _ready(sim, shard=[1, 2])
+        assert payloads[0]["d"]["shard"] == [1, 2]
 
 
 async def test_query_string_is_checked() -> None:

@@ -272,6 +272,7 @@ class SimConnection:
         if session is not None:
             if session.connection is self:
                 session.connection = None
+                session.detached_at = asyncio.get_running_loop().time()
             # Discord ends the session when the client closes with 1000/1001.
             if self.closed_by_client and self.close_code in (1000, 1001):
                 session.invalidate()
@@ -374,6 +375,10 @@ class SimConnection:
                 and 0 <= shard[0] < shard[1]):
             await self._close_with(Close.INVALID_SHARD, f"shard {shard!r}")
             return
+        required = self.sim.required_shards
+        if required is not None and shard[1] < required:
+            await self._close_with(Close.SHARDING_REQUIRED, f"{shard[1]} shards, {required} required")
+            return
         intents: int = d["intents"]
         if intents < 0 or intents & ~ALL_INTENTS:
             await self._close_with(Close.INVALID_INTENTS, f"intents {intents}")
@@ -410,6 +415,11 @@ class SimConnection:
             await self._close_with(Close.AUTHENTICATION_FAILED)
             return
         session = self.sim.sessions.get(d["session_id"])
+        timeout = self.sim.session_timeout
+        if session is not None and timeout is not None and session.connection is None \
+                and session.detached_at is not None \
+                and asyncio.get_running_loop().time() - session.detached_at > timeout:
+            session.invalidate()  # Discord keeps a dropped session only for a while
         if session is None or session.invalidated or not session.can_replay_from(seq):
             await self.send_payload({"op": Op.INVALID_SESSION, "d": False, "s": None, "t": None})
             return

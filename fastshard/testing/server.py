@@ -35,6 +35,7 @@ class GatewaySimulator:
                  large_guilds: int = 0, payload_compression_threshold: int = 256,
                  max_payload_size: int = 4096, replay_buffer: int = 50_000,
                  close_timeout: float = 2.0, hello_delay: float = 0.0,
+                 required_shards: int | None = None, session_timeout: float | None = None,
                  before_hello: Callable[[SimConnection], Awaitable[None]] | None = None) -> None:
         if heartbeat_interval <= 0:
             raise ValueError(f"heartbeat_interval must be positive, not {heartbeat_interval!r}")
@@ -57,6 +58,8 @@ class GatewaySimulator:
         self.max_payload_size = max_payload_size
         self.replay_buffer = replay_buffer
         self.close_timeout = close_timeout
+        self.required_shards = required_shards  # IDENTIFY with fewer shards in total: close 4011
+        self.session_timeout = session_timeout  # a detached session dies after this many seconds
         self.hello_delay = hello_delay        # seconds between the handshake and HELLO
         self.before_hello = before_hello      # awaited with each new connection before HELLO
         self.connections: list[SimConnection] = []

@@ -47,6 +47,7 @@ class SimSession:
         self.seq = 0
         self.connection: SimConnection | None = None
         self.invalidated = False
+        self.detached_at: float | None = None  # loop time the last connection ended
         self.replay_buffer = replay_buffer
         self._seqs: list[int] = []
         # Kept as compact JSON: a long-running simulator streaming events would
