@@ -280,6 +280,11 @@ async def test_server_ops_reconnect_invalid_session_heartbeat_request() -> None:
         await conn.invalidate_session(False)
         assert (await client.recv()) == {"op": 9, "d": False, "s": None, "t": None}
         assert sim.sessions[payloads[0]["d"]["session_id"]].invalidated
+        # Identifying again on the same connection is allowed after op 9 d=false.
+        await client.identify()
+        ready = await client.recv()
+        assert ready["t"] == "READY" and ready["d"]["session_id"] != payloads[0]["d"]["session_id"]
+        assert conn.session is sim.sessions[ready["d"]["session_id"]]
 
 
 # -- resume ---------------------------------------------------------------------

@@ -360,7 +360,8 @@ class SimConnection:
         return expected is None or _strip_bot(token) == _strip_bot(expected)
 
     async def _on_identify(self, d: Any) -> None:
-        if self.session is not None:
+        # After op 9 d=false a client may identify again on the same connection.
+        if self.session is not None and not self.session.invalidated:
             await self._close_with(Close.ALREADY_AUTHENTICATED, "second IDENTIFY")
             return
         if not isinstance(d, dict) or not isinstance(d.get("properties"), dict) \
@@ -399,7 +400,7 @@ class SimConnection:
         self._start_stream()
 
     async def _on_resume(self, d: Any) -> None:
-        if self.session is not None:
+        if self.session is not None and not self.session.invalidated:
             await self._close_with(Close.ALREADY_AUTHENTICATED, "RESUME after IDENTIFY/RESUME")
             return
         if not isinstance(d, dict) or not isinstance(d.get("session_id"), str):
