@@ -618,3 +618,34 @@ def test_every_strict_prefix_of_an_encoding_is_rejected(value, data):
     assume(cut < len(encoded))
     with pytest.raises(DecodeError):
         decode(encoded[:cut])
+
+
+# ---------------------------------------------------------------------------
+# JSON and ETF forms of the same simulator traffic decode to equal objects
+
+
+def _json_as_etf_rule(value):
+    """JSON seen through the documented rule: integers outside 32 bits (ETF's
+    SMALL_BIG: snowflakes, and also e.g. an activity's created_at) become str."""
+    if isinstance(value, dict):
+        return {k: _json_as_etf_rule(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_as_etf_rule(v) for v in value]
+    if type(value) is int and not INT32_MIN <= value <= INT32_MAX:
+        return str(value)
+    return value
+
+
+def test_simulator_traffic_json_and_etf_decode_alike():
+    orjson = pytest.importorskip("orjson")
+    from fastshard.testing.encoding import encode_payload, snowflakes_to_int
+    from fastshard.testing.traffic import TrafficGenerator
+
+    gen = TrafficGenerator(7)
+    events = gen.steady_stream(400) + gen.guild_burst(4)
+    for s, (t, d) in enumerate(events, 1):
+        payload = {"op": 0, "t": t, "s": s, "d": d}
+        etf_bytes = encode_payload(payload, "etf")
+        from_json = orjson.loads(encode_payload(payload, "json"))
+        assert decode(etf_bytes) == _json_as_etf_rule(from_json)
+        assert decode(etf_bytes, big_ints_as_str=False) == snowflakes_to_int(from_json)
