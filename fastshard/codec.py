@@ -44,12 +44,13 @@ ZLIB_SUFFIX = b"\x00\x00\xff\xff"
 # hostile stream cannot eat the machine.
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
+_ZLIB_ERROR: type[Exception] = zlib_ng.error  # type: ignore[assignment]
 _PICOWS_CONTINUATION = 0
 _PICOWS_BINARY = 2
 
 
 def _etf_module() -> Any:
-    from . import _etf  # Cython; imported lazily so JSON users never need it loaded
+    from . import _etf  # type: ignore[attr-defined]  # Cython; imported lazily so JSON users never need it loaded
 
     return _etf
 
@@ -83,7 +84,7 @@ class PyMessageDecoder:
         self._zstd = zstandard.ZstdDecompressor().decompressobj() if self.compression == 3 else None
 
     # -- intake -----------------------------------------------------------
-    def feed_frame(self, frame: Any) -> dict | None:
+    def feed_frame(self, frame: Any) -> dict[str, Any] | None:
         msg_type = int(frame.msg_type.value if hasattr(frame.msg_type, "value") else frame.msg_type)
         data = frame.get_payload_as_bytes()
         if msg_type == _PICOWS_CONTINUATION:
@@ -106,7 +107,7 @@ class PyMessageDecoder:
             raise DecodeError(f"fragmented message is larger than max_message_size ({self.max_message_size} bytes)")
         self._fragments += data
 
-    def feed(self, data: bytes | bytearray | memoryview, binary: bool) -> dict | None:
+    def feed(self, data: bytes | bytearray | memoryview, binary: bool) -> dict[str, Any] | None:
         self.wire_bytes += len(data)
         raw = self._inflate(data, binary)
         if raw is None:
@@ -134,14 +135,16 @@ class PyMessageDecoder:
                 return None
             chunk = bytes(self._zbuf)
             self._zbuf.clear()
+            assert self._zlib is not None
             try:
                 out = self._zlib.decompress(chunk, self.max_message_size)
-            except zlib_ng.error as exc:
+            except _ZLIB_ERROR as exc:
                 raise DecodeError(f"corrupt zlib-stream data: {exc}") from None
             if self._zlib.unconsumed_tail:
                 raise DecodeError(f"inflated message is larger than max_message_size ({self.max_message_size} bytes)")
             return out
         if c == 3:
+            assert self._zstd is not None
             try:
                 out = self._zstd.decompress(bytes(data))
             except zstandard.ZstdError as exc:
@@ -153,7 +156,7 @@ class PyMessageDecoder:
             try:
                 d = zlib_ng.decompressobj()
                 out = d.decompress(bytes(data), self.max_message_size)
-            except zlib_ng.error as exc:
+            except _ZLIB_ERROR as exc:
                 raise DecodeError(f"corrupt zlib payload: {exc}") from None
             if d.unconsumed_tail:
                 raise DecodeError(f"inflated message is larger than max_message_size ({self.max_message_size} bytes)")
@@ -187,7 +190,8 @@ class EtfEncoder:
         self._encode = _etf_module().encode
 
     def encode(self, payload: Any) -> bytes:
-        return self._encode(payload)
+        data: bytes = self._encode(payload)
+        return data
 
 
 def _use_pure() -> bool:

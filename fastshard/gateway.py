@@ -161,7 +161,7 @@ class GatewayState:
         why = close_codes.describe(code, reason)
         if code in close_codes.FATAL:
             self.clear_session()
-            return Fail(GatewayCloseError(code, reason, why))  # type: ignore[arg-type]
+            return Fail(GatewayCloseError(code, reason, why))
         if code in close_codes.SESSION_INVALIDATING:
             self.clear_session()
             error = InvalidSessionError(why)

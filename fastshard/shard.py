@@ -8,6 +8,7 @@ reconnect loop and the user's callbacks.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import math
@@ -15,7 +16,7 @@ import random
 import sys
 import weakref
 from enum import IntEnum
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Optional, TypeVar, Union, overload
+from typing import Any, AsyncIterator, Callable, Iterable, Optional, SupportsInt, TypeVar, Union, cast, overload
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import picows
@@ -86,7 +87,7 @@ class _Listener(picows.WSListener):
         elif msg_type is _MSG_PONG:
             shard._on_pong(frame.get_payload_as_bytes())
         elif msg_type is _MSG_CLOSE:
-            code = int(frame.get_close_code())
+            code = int(cast(SupportsInt, frame.get_close_code()))
             if code:
                 self.close_code = code
                 self.close_reason = frame.get_close_reason() or ""
@@ -347,9 +348,9 @@ class WebsocketShard:
             # Scheduled, never awaited here: a slow handler must not stall the read loop.
             task = asyncio.ensure_future(result)
             self._tasks.add(task)
-            task.add_done_callback(lambda t, n=name, c=callback: self._task_done(t, n, c))
+            task.add_done_callback(functools.partial(self._task_done, name=name, callback=callback))
 
-    def _task_done(self, task: asyncio.Task[Any], name: str, callback: Callback) -> None:
+    def _task_done(self, task: asyncio.Future[Any], *, name: str, callback: Callback) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             self._callback_failed(name, callback, task.exception())  # type: ignore[arg-type]
@@ -539,7 +540,8 @@ class WebsocketShard:
         transport = listener.transport
         if transport is not None and not listener.disconnected:
             try:
-                transport.send_close(code, reason.encode()[:120].decode("utf-8", "ignore").encode())
+                transport.send_close(cast(picows.WSCloseCode, code),
+                                     reason.encode()[:120].decode("utf-8", "ignore").encode())
             finally:
                 transport.disconnect()
 
@@ -608,7 +610,7 @@ class WebsocketShard:
     def _backoff(self, attempt: int) -> float:
         if attempt == 0:
             return self.reconnect_first_delay
-        ceiling = min(self.reconnect_max_delay, self.reconnect_base_delay * 2 ** (attempt - 1))
+        ceiling: float = min(self.reconnect_max_delay, self.reconnect_base_delay * 2.0 ** (attempt - 1))
         return ceiling * (0.5 + random.random() / 2)  # jitter: shards that fell together spread out
 
     def _fail(self, error: ShardError) -> None:
