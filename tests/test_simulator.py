@@ -323,6 +323,31 @@ async def test_resume_replays_missed_dispatches_then_resumed(encoding: str, comp
         await resumed_client.ws.close(4000)
 
 
+async def test_dispatches_during_replay_keep_order_without_gaps() -> None:
+    async with sim_factory() as sim:
+        client, payloads = await _ready(sim, "json", 2)
+        session = sim.sessions[payloads[0]["d"]["session_id"]]
+        await client.ws.close(4000)
+        await sim.connections[0].wait_closed()
+        for i in range(200):
+            await session.dispatch("TYPING_START", {"i": i})
+        resumed = await _open(sim, "json", 2, path="/resume")
+        await resumed.recv()
+
+        async def live() -> None:
+            for i in range(50):
+                await session.dispatch("MESSAGE_CREATE", {"i": i})
+                await asyncio.sleep(0)
+
+        await resumed.send({"op": 6, "d": {"token": "token", "session_id": session.session_id, "seq": 3}})
+        task = asyncio.ensure_future(live())
+        got = [await resumed.recv() for _ in range(251)]
+        await task
+        seqs = [p["s"] for p in got]
+        assert seqs == list(range(4, 255))  # contiguous: nothing lost, nothing twice
+        assert sum(p["t"] == "RESUMED" for p in got) == 1
+
+
 async def test_resume_from_an_older_seq_replays_guild_creates_but_not_ready() -> None:
     async with sim_factory() as sim:
         client, payloads = await _ready(sim)

@@ -482,8 +482,8 @@ class SimConnection:
             if limit is not None:
                 due = min(due, limit - sent)
             for t, d in traffic.steady_stream(due):
-                if session.connection is not self:
-                    return
+                if session.connection is not self or session.invalidated:
+                    return  # resumed elsewhere or replaced by a new IDENTIFY
                 await session.dispatch(t, d)
             sent += due
             next_at += due * period

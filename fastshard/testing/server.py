@@ -103,12 +103,13 @@ class GatewaySimulator:
     @property
     def url(self) -> str:
         """Where clients connect (no query string: the client adds v/encoding/compress)."""
-        return f"ws://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 literal
+        return f"ws://{host}:{self.port}"
 
     @property
     def resume_url(self) -> str:
         """READY's ``resume_gateway_url``: the same server on the ``/resume`` path."""
-        return f"ws://{self.host}:{self.port}/resume"
+        return f"{self.url}/resume"
 
     @property
     def effective_heartbeat_timeout(self) -> float:
