@@ -520,9 +520,11 @@ class WebsocketShard:
             if self._listener is listener:
                 self._listener = None
             raise ConnectionFailedError(url, exc) from exc
-        self._transport = transport
-        if self._closing and self._listener is listener:
+        if self._closing or self._listener is not listener:
+            # close() (or a failure) happened while the handshake was in flight: do not keep the socket.
             self._leave(listener, "close", close_codes.CLIENT_CLOSE, "closing")
+            return
+        self._transport = transport
 
     def _open_transport(self) -> picows.WSTransport:
         listener = self._listener
@@ -617,6 +619,9 @@ class WebsocketShard:
         """Stop for good: status CLOSED, then the ``close`` event and the end of every event stream."""
         self._closing = True
         self._cancel_heartbeat()
+        task, self._reconnect_task = self._reconnect_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
         listener, self._listener = self._listener, None
         if listener is not None and not listener.disconnected:
             self._leave(listener, "close", close_codes.CLIENT_CLOSE, "stopping")

@@ -116,3 +116,20 @@ async def test_close_without_a_code_is_a_resumable_loss():
         await rec.until(lambda: rec.resumed)
         assert rec.resumed[0] == {"replayed": 0} and shard.sequence == 2
         await shard.close()
+
+
+async def test_close_during_the_handshake_leaves_no_connection():
+    closed = asyncio.Event()
+
+    async def handler(ws: ServerConnection, n: int) -> None:
+        await ws.wait_closed()
+        closed.set()
+
+    async with scripted(handler) as url:
+        shard = WebsocketShard(token="t", intents=1, url=url)
+        connecting = asyncio.ensure_future(shard.connect())
+        await asyncio.sleep(0)  # the handshake is under way
+        await shard.close()
+        await connecting
+        assert shard.status == ShardStatus.CLOSED
+        await asyncio.wait_for(closed.wait(), 2)  # the server saw the socket go
