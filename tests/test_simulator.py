@@ -257,9 +257,9 @@ async def test_missing_heartbeats_close_4009_and_end_the_session() -> None:
 
 
 async def test_regular_heartbeats_keep_the_connection_open() -> None:
-    async with sim_factory(heartbeat_timeout=0.15) as sim:
+    async with sim_factory(heartbeat_timeout=0.3) as sim:
         client, _ = await _ready(sim)
-        for _ in range(6):
+        for _ in range(10):  # 0.5 s in all: only the heartbeats keep it open
             await client.send({"op": 1, "d": 3})
             assert (await client.recv())["op"] == 11
             await asyncio.sleep(0.05)
@@ -381,7 +381,7 @@ async def test_resume_unknown_or_ended_session_gets_op9_false() -> None:
 
 
 async def test_session_times_out_after_being_detached_too_long() -> None:
-    async with sim_factory(session_timeout=0.1) as sim:
+    async with sim_factory(session_timeout=5.0) as sim:
         client, payloads = await _ready(sim)
         session_id = payloads[0]["d"]["session_id"]
         await client.ws.close(4000)
@@ -392,7 +392,7 @@ async def test_session_times_out_after_being_detached_too_long() -> None:
         assert (await quick.recv())["t"] == "RESUMED"
         await quick.ws.close(4000)
         await sim.connections[1].wait_closed()
-        await asyncio.sleep(0.15)
+        sim.sessions[session_id].detached_at -= 6.0  # as if 6 s had passed, without sleeping
         late = await _open(sim, path="/resume")
         await late.recv()
         await late.send({"op": 6, "d": {"token": "token", "session_id": session_id, "seq": 4}})
