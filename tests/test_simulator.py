@@ -84,7 +84,7 @@ class Client:
         ws = await connect(f"{base}?{query}", compression=None, max_size=None)
         return cls(ws, encoding, compression)
 
-    def _decode(self, raw: bytes) -> dict[str, Any]:
+    def _decode(self, raw: bytes | str) -> dict[str, Any]:
         if self.encoding == "json":
             return json.loads(raw)
         # Compare ETF with JSON directly: snowflakes (big ints in ETF) back to str.
@@ -92,7 +92,7 @@ class Client:
 
     async def recv(self, timeout: float = 3.0) -> dict[str, Any]:
         while True:
-            msg = await asyncio.wait_for(self.ws.recv(), timeout)
+            msg: Any = await asyncio.wait_for(self.ws.recv(), timeout)
             self.messages += 1
             binary = isinstance(msg, bytes)  # websockets gives str for text frames
             self.kinds.append("binary" if binary else "text")
@@ -276,7 +276,7 @@ async def test_server_ops_reconnect_invalid_session_heartbeat_request() -> None:
         assert (await client.recv())["op"] == 7
         await conn.invalidate_session(True)
         assert (await client.recv())["d"] is True
-        assert not conn.session.invalidated
+        assert conn.session is not None and not conn.session.invalidated
         await conn.invalidate_session(False)
         assert (await client.recv()) == {"op": 9, "d": False, "s": None, "t": None}
         assert sim.sessions[payloads[0]["d"]["session_id"]].invalidated
@@ -392,7 +392,9 @@ async def test_session_times_out_after_being_detached_too_long() -> None:
         assert (await quick.recv())["t"] == "RESUMED"
         await quick.ws.close(4000)
         await sim.connections[1].wait_closed()
-        sim.sessions[session_id].detached_at -= 6.0  # as if 6 s had passed, without sleeping
+        detached_at = sim.sessions[session_id].detached_at
+        assert detached_at is not None
+        sim.sessions[session_id].detached_at = detached_at - 6.0  # as if 6 s had passed, without sleeping
         late = await _open(sim, path="/resume")
         await late.recv()
         await late.send({"op": 6, "d": {"token": "token", "session_id": session_id, "seq": 4}})
@@ -478,7 +480,8 @@ async def test_token_is_checked_and_bot_prefix_accepted() -> None:
     async with sim_factory(token="Bot secret") as sim:
         bad = {"op": 2, "d": {"token": "wrong", "intents": 513, "properties": PROPS}}
         client = await _expect_close(sim, [bad], 4004)
-        assert client.ws.protocol.close_rcvd.reason == "Authentication failed."
+        rcvd = client.ws.protocol.close_rcvd
+        assert rcvd is not None and rcvd.reason == "Authentication failed."
         await _expect_close(sim, [{"op": 6, "d": {"token": "wrong", "session_id": "x", "seq": 0}}], 4004)
         ok, payloads = await _ready(sim, token="secret")
         assert payloads[0]["t"] == "READY"

@@ -31,7 +31,7 @@ def _freeze(payload: dict[str, Any]) -> bytes | dict[str, Any]:
 
 
 def _thaw(stored: bytes | dict[str, Any]) -> dict[str, Any]:
-    return orjson.loads(stored) if isinstance(stored, bytes) else stored  # type: ignore[no-any-return]
+    return orjson.loads(stored) if isinstance(stored, bytes) else stored
 
 
 class SimSession:
