@@ -442,8 +442,8 @@ cdef class MessageDecoder:
             raise ValueError(f"encoding must be 'json' or 'etf', not {encoding!r}")
         if compression not in (0, 1, 2, 3):
             raise ValueError(f"compression must be 0, 1, 2 or 3, not {compression!r}")
-        if max_message_size <= 0:
-            raise ValueError(f"max_message_size must be positive, not {max_message_size}")
+        if not 0 < max_message_size < 0x7FFFFFFF:
+            raise ValueError(f"max_message_size must be between 1 and 2**31 - 2 bytes, not {max_message_size}")
         if isinstance(disabled_events, str):
             raise TypeError("disabled_events must be an iterable of event names, not a single str")
         self.encoding = encoding
@@ -544,11 +544,21 @@ cdef class MessageDecoder:
             raw = self._zlib.feed(p, n)
             if raw is None:
                 return None
+            if type(raw) is memoryview:     # over the inflater's reused buffer
+                try:
+                    return self._finish(raw, self._zlib.out_ptr, self._zlib.out_size)
+                finally:
+                    raw.release()
             return self._finish(raw, self._zlib.out_ptr, self._zlib.out_size)
         if c == 3:
             raw = self._zstd.feed(p, n)
             if raw is None:
                 return None     # an empty message (or an empty block): nothing to deliver
+            if type(raw) is memoryview:
+                try:
+                    return self._finish(raw, self._zstd.out_ptr, self._zstd.out_size)
+                finally:
+                    raw.release()
             return self._finish(raw, self._zstd.out_ptr, self._zstd.out_size)
         if c == 1 and binary and not self._is_etf:
             raw = self._payload_zlib.feed(p, n)
