@@ -189,7 +189,7 @@ class Listener:
         # The issue asks for this on the very first line: the user must never mistake it for Discord.
         self.display.info(f"no token given: watching the built-in gateway simulator at {self.url} "
                           f"({args.guilds} guilds, {args.rate:g} events/s, seed {args.seed}); "
-                          "pass --token or set DISCORD_TOKEN to connect to Discord")
+                          "--token or DISCORD_TOKEN connects to Discord")
         return None
 
     # -- shard callbacks (inline in the read loop: keep them cheap) ----------
@@ -365,8 +365,8 @@ class Listener:
             resume = resume_command(session, sequence, url=url, shard=self.shard_ids,
                                     encoding=self.args.encoding, compression=self.args.compression)
             if self.sim is not None:
-                note = ("(the built-in simulator stopped with this command, so only a gateway that still holds "
-                        "the session can resume it: use `fastshard simulate` and --url for that)")
+                note = ("(the built-in simulator stopped with this run; to resume sessions, run "
+                        "`fastshard simulate` and listen with --url)")
         return summary_text(self.stats, session_id=session, sequence=sequence, resume=resume, note=note)
 
 

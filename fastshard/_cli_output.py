@@ -96,8 +96,10 @@ def _message_delete(d: Any) -> str:
 
 
 def _reaction(d: Any) -> str:
-    emoji = _get(d, "emoji", "name") or _get(d, "emoji", "id") or "?"
-    return f"{clean(emoji, 24)} by {_user(d)} on {clean(_get(d, 'message_id'), 24)}"
+    name = _get(d, "emoji", "name")
+    # A custom emoji has an id; show it the way Discord's text does, :name:.
+    emoji = f":{clean(name, 24)}:" if name and _get(d, "emoji", "id") else clean(name or "?", 24)
+    return f"{emoji} by {_user(d)} on {clean(_get(d, 'message_id'), 24)}"
 
 
 def _presence(d: Any) -> str:
@@ -121,7 +123,10 @@ def _channel(d: Any) -> str:
 
 
 def _voice(d: Any) -> str:
-    return f"{_user(d)} -> channel {clean(_get(d, 'channel_id'), 24)}"
+    channel = _get(d, "channel_id")
+    if channel is None:
+        return f"{_user(d)} left voice"
+    return f"{_user(d)} -> voice channel {clean(channel, 24)}"
 
 
 def _resumed(d: Any) -> str:

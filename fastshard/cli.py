@@ -139,7 +139,7 @@ def _gateway_url(text: str) -> str:
     return text
 
 
-def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
+def _add_simulator_options(parser: "argparse.ArgumentParser | argparse._ArgumentGroup") -> None:
     parser.add_argument("--guilds", type=_non_negative_int, default=3, metavar="N",
                         help="guilds the simulated bot is in (default: 3)")
     parser.add_argument("--rate", type=_non_negative_float, default=50.0, metavar="EVENTS_PER_S",
@@ -151,7 +151,7 @@ def _add_simulator_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastshard",
-        description="Watch a Discord gateway shard live, on Discord with a bot token "
+        description="Watch a Discord gateway shard live: on Discord with a bot token,\n"
                     "or on the built-in gateway simulator without one.",
         epilog=_EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -161,9 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     listen = commands.add_parser(
         "listen", help="connect one shard and watch its events",
-        description="Connect one shard and watch its events. With --token or DISCORD_TOKEN it connects to "
-                    "Discord; without a token it starts the gateway simulator on loopback and connects to it. "
-                    "Ctrl-C closes the shard cleanly (the session stays resumable) and prints a summary.",
+        description="Connect one shard and watch its events.\n\n"
+                    "With --token or DISCORD_TOKEN it connects to Discord; without a token it starts the\n"
+                    "gateway simulator on loopback and connects to it. On a terminal a status line shows\n"
+                    "events/s, sequence, ping, bytes in and compression ratio; piped, it prints one line\n"
+                    "per event (sequence, type, summary). Ctrl-C closes the shard cleanly (the session\n"
+                    "stays resumable) and prints a summary with the command that resumes it.",
         epilog=_LISTEN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     listen.set_defaults(subparser=listen)  # so cross-option checks report on the right usage line
     conn = listen.add_argument_group("connection")
@@ -202,8 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulate = commands.add_parser(
         "simulate", help="run the gateway simulator alone, for your own bot",
-        description="Run the Discord gateway simulator until Ctrl-C, so a bot can connect to it "
-                    "(point the bot's gateway URL at the printed ws:// address).",
+        description="Run the Discord gateway simulator until Ctrl-C, so a bot can connect to it.\n"
+                    "The first line printed is its ws:// URL: point the bot's gateway URL there\n"
+                    "(with fastshard: WebsocketShard(url=...) or `fastshard listen --url ...`).",
         epilog=_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     simulate.set_defaults(subparser=simulate)
     simulate.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -214,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--require-token", default=None, metavar="TOKEN",
                           help="accept only this token; others are closed with 4004 (default: accept any)")
     simulate.add_argument("--allowed-intents", type=_intents, default=None, metavar="INTENTS",
-                          help="intents a client may request; others are closed with 4014 (default: all)")
+                          help="privileged intents enabled for the simulated app; asking for another "
+                               "privileged intent is closed with 4014 (default: all enabled)")
 
     bench = commands.add_parser(
         "bench", help="run the benchmark suite (python -m bench)",

@@ -161,6 +161,9 @@ def test_summaries_are_short_and_terminal_safe():
         == "session abc, 2 guilds, as bot"
     assert summarize("SOMETHING_NEW", {"id": "5", "guild_id": "6", "big": [1]}) == "id=5 guild_id=6"
     assert clean("a\tb") == "a b"
+    assert summarize("MESSAGE_REACTION_ADD", {"emoji": {"id": "9", "name": "party"}, "user_id": "3",
+                                              "message_id": "4"}) == ":party: by user 3 on 4"
+    assert summarize("VOICE_STATE_UPDATE", {"user_id": "3", "channel_id": None}) == "user 3 left voice"
 
 
 def test_stats_status_line_and_summary():
@@ -367,6 +370,7 @@ async def test_listen_resumes_after_a_drop_and_sigint_prints_a_working_resume_co
         proc.send_signal(signal.SIGINT)
         out_b, err_b = await asyncio.wait_for(proc.communicate(), 15)
         out, err = out_b.decode(), err_b.decode()
+        print(out, "\n", err)  # shown by pytest if an assertion below fails
         assert proc.returncode == 0, err
         # The CLI closed the shard without a code that ends the session (None: the
         # close frame was lost in the TCP teardown, which also keeps it resumable).
@@ -398,7 +402,8 @@ async def test_listen_resumes_after_a_drop_and_sigint_prints_a_working_resume_co
         assert "Traceback" not in err
 
         # The printed command resumes the session for real.
-        code, out2, err2 = await _run(*hint.split()[1:], "--duration", "1")
+        code, out2, err2 = await _run(*hint.split()[1:], "--duration", "2")
+        print(out2, "\n", err2)
         assert code == 0, err2
         third = sim.connections[2]
         assert third.path == "/resume"
