@@ -36,7 +36,7 @@ from cpython.float cimport PyFloat_FromDouble, PyFloat_AS_DOUBLE
 from cpython.list cimport PyList_New, PyList_SET_ITEM, PyList_GET_SIZE, PyList_GET_ITEM
 from cpython.long cimport PyLong_FromLong, PyLong_FromUnsignedLongLong, PyLong_AsLongLongAndOverflow
 from cpython.object cimport PyObject
-from cpython.ref cimport Py_INCREF
+from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_SIZE, PyTuple_GET_ITEM
 from cpython.unicode cimport PyUnicode_DecodeUTF8, PyUnicode_DecodeLatin1
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int32_t, int64_t
@@ -73,6 +73,20 @@ cdef extern from "Python.h":
     void PyErr_Clear()
     int Py_EnterRecursiveCall(const char* where) except -1
     void Py_LeaveRecursiveCall()
+
+cdef extern from *:
+    """
+    /* A dict sized for its entries up front skips the resizes a GUILD_CREATE's
+       60-key objects would cost.  The private API exists up to 3.12; later
+       versions fall back to the public one. */
+    #if PY_VERSION_HEX < 0x030D0000 && !defined(PYPY_VERSION)
+    #define FS_NEW_DICT(n) ((n) > 5 ? _PyDict_NewPresized((n) < 256 ? (n) : 256) : PyDict_New())
+    #else
+    #define FS_NEW_DICT(n) PyDict_New()
+    #endif
+    """
+    object FS_NEW_DICT(Py_ssize_t n)
+
 
 # Deep enough for any gateway payload (they nest < 10 levels), shallow enough
 # that the C stack is never at risk.
@@ -143,25 +157,51 @@ ctypedef struct CacheSlot:
 cdef CacheSlot _cache[_CACHE_SLOTS]
 
 
+cdef inline uint64_t _load64(const unsigned char* p) noexcept nogil:
+    cdef uint64_t v
+    memcpy(&v, p, 8)
+    return v
+
+
+cdef inline uint32_t _load32(const unsigned char* p) noexcept nogil:
+    cdef uint32_t v
+    memcpy(&v, p, 4)
+    return v
+
+
 cdef inline uint32_t _hash_bytes(const unsigned char* p, Py_ssize_t n) noexcept nogil:
-    # FNV-1a: keys are short, so a simple byte loop beats anything clever.
-    cdef uint32_t h = 2166136261u
-    cdef Py_ssize_t i
-    for i in range(n):
-        h = (h ^ p[i]) * 16777619u
-    return h
+    # Only picks the slot (a hit is confirmed by a full compare), so a few
+    # word loads beat a byte loop: length, both ends, and the middle of long keys.
+    cdef uint64_t a, b
+    if n >= 8:
+        a = _load64(p)
+        b = _load64(p + n - 8)
+        if n > 16:
+            b ^= _load64(p + (n >> 1) - 4) * 0x9E3779B97F4A7C15ULL
+    elif n >= 4:
+        a = _load32(p)
+        b = _load32(p + n - 4)
+    elif n > 0:
+        a = (<uint64_t>p[0] << 16) | (<uint64_t>p[n >> 1] << 8) | p[n - 1]
+        b = 0
+    else:
+        a = b = 0
+    a = (a ^ (<uint64_t>n << 56)) * 0x9E3779B97F4A7C15ULL
+    a ^= (b + (a >> 29)) * 0xBF58476D1CE4E5B9ULL
+    return <uint32_t>(a >> 32)
 
 
-cdef object _cached_str(const unsigned char* p, Py_ssize_t n, unsigned char kind, Py_ssize_t offset):
-    cdef uint32_t slot = (_hash_bytes(p, n) ^ kind) & (_CACHE_SLOTS - 1)
-    cdef CacheSlot* s = &_cache[slot]
-    cdef object value
+cdef inline object _cached_str(const unsigned char* p, Py_ssize_t n, unsigned char kind, Py_ssize_t offset):
+    cdef CacheSlot* s = &_cache[(_hash_bytes(p, n) ^ kind) & (_CACHE_SLOTS - 1)]
     if s.value != NULL and s.length == n and s.kind == kind and memcmp(s.key, p, n) == 0:
         return <object>s.value
-    value = _make_str(p, n, kind, offset)
+    return _cache_miss(s, p, n, kind, offset)
+
+
+cdef object _cache_miss(CacheSlot* s, const unsigned char* p, Py_ssize_t n, unsigned char kind, Py_ssize_t offset):
+    cdef object value = _make_str(p, n, kind, offset)
     Py_INCREF(value)
-    if s.value != NULL:
-        _xdecref(s.value)
+    _xdecref(s.value)
     s.value = <PyObject*>value
     s.length = n
     s.kind = kind
@@ -171,16 +211,30 @@ cdef object _cached_str(const unsigned char* p, Py_ssize_t n, unsigned char kind
 
 cdef extern from "Python.h":
     void _xdecref "Py_XDECREF"(PyObject* o)
+    # Raw forms (NULL on error, no Cython exception bookkeeping) for the hot path.
+    PyObject* _decode_utf8_raw "PyUnicode_DecodeUTF8"(const char* s, Py_ssize_t size, const char* errors)
 
 
-cdef object _make_str(const unsigned char* p, Py_ssize_t n, unsigned char kind, Py_ssize_t offset):
+cdef inline object _make_str(const unsigned char* p, Py_ssize_t n, unsigned char kind, Py_ssize_t offset):
+    cdef PyObject* u
     if kind == 1:
         return PyUnicode_DecodeLatin1(<const char*>p, n, NULL)
+    u = _decode_utf8_raw(<const char*>p, n, NULL)
+    if u == NULL:
+        _utf8_error(p, n, offset)
+    value = <object>u      # takes a second reference ...
+    Py_DECREF(value)       # ... so drop the one PyUnicode_DecodeUTF8 gave us
+    return value
+
+
+cdef int _utf8_error(const unsigned char* p, Py_ssize_t n, Py_ssize_t offset) except -1:
+    PyErr_Clear()
     try:
-        return PyUnicode_DecodeUTF8(<const char*>p, n, NULL)
+        PyBytes_FromStringAndSize(<const char*>p, n).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DecodeError(f"ETF: invalid UTF-8 in the string at offset {offset}: {exc.reason} "
                           f"at byte {exc.start}") from None
+    raise DecodeError(f"ETF: the string at offset {offset} could not be decoded")
 
 
 # --------------------------------------------------------------------------
@@ -223,6 +277,12 @@ cdef object _decode_atom(Reader* r, int64_t n, unsigned char kind):
     return _make_str(p, n, kind, r.pos - n)
 
 
+cdef const char* _DIGIT_PAIRS = (b"00010203040506070809101112131415161718192021222324"
+                                 b"25262728293031323334353637383940414243444546474849"
+                                 b"50515253545556575859606162636465666768697071727374"
+                                 b"75767778798081828384858687888990919293949596979899")
+
+
 cdef object _decode_big(Reader* r, int64_t n):
     """n magnitude bytes (little-endian) after one sign byte."""
     cdef const unsigned char* p
@@ -230,6 +290,7 @@ cdef object _decode_big(Reader* r, int64_t n):
     cdef uint64_t mag = 0
     cdef Py_ssize_t i, k
     cdef char digits[24]
+    cdef Py_ssize_t pair
     cdef object text
     _need(r, n + 1)
     p = r.data + r.pos
@@ -245,15 +306,21 @@ cdef object _decode_big(Reader* r, int64_t n):
         if not r.big_str:
             value = PyLong_FromUnsignedLongLong(mag)
             return -value if sign else value
-        # Decimal text straight into a compact ASCII str.
+        # Decimal text straight into a compact ASCII str, two digits a step.
         k = 24
-        if mag == 0:
+        while mag >= 100:
+            pair = <Py_ssize_t>(mag % 100) * 2
+            mag //= 100
+            k -= 2
+            digits[k] = _DIGIT_PAIRS[pair]
+            digits[k + 1] = _DIGIT_PAIRS[pair + 1]
+        if mag >= 10:
+            k -= 2
+            digits[k] = _DIGIT_PAIRS[mag * 2]
+            digits[k + 1] = _DIGIT_PAIRS[mag * 2 + 1]
+        else:
             k -= 1
-            digits[k] = 48  # '0'
-        while mag:
-            k -= 1
-            digits[k] = <char>(48 + mag % 10)
-            mag //= 10
+            digits[k] = <char>(48 + mag)
         if sign and not (k == 23 and digits[23] == 48):
             k -= 1
             digits[k] = 45  # '-'
@@ -345,19 +412,19 @@ cdef object _decode_term(Reader* r):
         _need(r, 1)
         r.pos += 1
         return PyLong_FromLong(r.data[r.pos - 1])
-    if tag == BINARY_EXT:
+    elif tag == BINARY_EXT:
         _need(r, 4)
         n = _u32(r.data + r.pos)
         r.pos += 4
         _need(r, n)
         r.pos += n
         return _make_str(r.data + r.pos - n, n, 0, r.pos - n)
-    if tag == SMALL_ATOM_UTF8_EXT:
+    elif tag == SMALL_ATOM_UTF8_EXT:
         _need(r, 1)
         n = r.data[r.pos]
         r.pos += 1
         return _decode_atom(r, n, 0)
-    if tag == MAP_EXT:
+    elif tag == MAP_EXT:
         _need(r, 4)
         n = _u32(r.data + r.pos)
         r.pos += 4
@@ -367,7 +434,7 @@ cdef object _decode_term(Reader* r):
         if r.depth >= _MAX_DEPTH:
             _error(r, f"terms nested deeper than {_MAX_DEPTH} levels")
         r.depth += 1
-        container = PyDict_New()
+        container = FS_NEW_DICT(n)   # presized to at most 256 entries, whatever n claims
         for i in range(n):
             key = _decode_key(r)
             value = _decode_term(r)
@@ -376,16 +443,16 @@ cdef object _decode_term(Reader* r):
                 _error(r, f"map key of type {type(key).__name__} cannot be a dict key")
         r.depth -= 1
         return container
-    if tag == SMALL_BIG_EXT:
+    elif tag == SMALL_BIG_EXT:
         _need(r, 1)
         n = r.data[r.pos]
         r.pos += 1
         return _decode_big(r, n)
-    if tag == INTEGER_EXT:
+    elif tag == INTEGER_EXT:
         _need(r, 4)
         r.pos += 4
         return PyLong_FromLong(<int32_t>_u32(r.data + r.pos - 4))
-    if tag == LIST_EXT:
+    elif tag == LIST_EXT:
         _need(r, 4)
         n = _u32(r.data + r.pos)
         r.pos += 4
@@ -405,31 +472,31 @@ cdef object _decode_term(Reader* r):
             _error(r, "improper list: the tail is not NIL (not representable in Python)")
         r.pos += 1
         return container
-    if tag == NIL_EXT:
+    elif tag == NIL_EXT:
         return []
-    if tag == NEW_FLOAT_EXT:
+    elif tag == NEW_FLOAT_EXT:
         _need(r, 8)
         p = r.data + r.pos
         r.pos += 8
         wide = (<uint64_t>_u32(p) << 32) | _u32(p + 4)
         ud.u = wide
         return PyFloat_FromDouble(ud.d)
-    if tag == SMALL_ATOM_EXT:
+    elif tag == SMALL_ATOM_EXT:
         _need(r, 1)
         n = r.data[r.pos]
         r.pos += 1
         return _decode_atom(r, n, 1)
-    if tag == ATOM_UTF8_EXT:
+    elif tag == ATOM_UTF8_EXT:
         _need(r, 2)
         n = _u16(r.data + r.pos)
         r.pos += 2
         return _decode_atom(r, n, 0)
-    if tag == ATOM_EXT:
+    elif tag == ATOM_EXT:
         _need(r, 2)
         n = _u16(r.data + r.pos)
         r.pos += 2
         return _decode_atom(r, n, 1)
-    if tag == STRING_EXT:
+    elif tag == STRING_EXT:
         _need(r, 2)
         n = _u16(r.data + r.pos)
         r.pos += 2
@@ -441,7 +508,7 @@ cdef object _decode_term(Reader* r):
             PyList_SET_ITEM(container, i, value)
         r.pos += n
         return container
-    if tag == SMALL_TUPLE_EXT or tag == LARGE_TUPLE_EXT:
+    elif tag == SMALL_TUPLE_EXT or tag == LARGE_TUPLE_EXT:
         if tag == SMALL_TUPLE_EXT:
             _need(r, 1)
             n = r.data[r.pos]
@@ -461,14 +528,14 @@ cdef object _decode_term(Reader* r):
             PyTuple_SET_ITEM(container, i, value)
         r.depth -= 1
         return container
-    if tag == LARGE_BIG_EXT:
+    elif tag == LARGE_BIG_EXT:
         _need(r, 4)
         n = _u32(r.data + r.pos)
         r.pos += 4
         return _decode_big(r, n)
-    if tag == FLOAT_EXT:
+    elif tag == FLOAT_EXT:
         return _decode_old_float(r)
-    r.pos -= 1
+    r.pos -= 1   # report the tag's own offset
     if tag == COMPRESSED:
         _error(r, "a compressed term (tag 80) is only allowed as the whole term")
     name = _UNSUPPORTED_TAGS.get(tag)
