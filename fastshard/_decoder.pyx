@@ -339,7 +339,7 @@ cdef inline bint _is_atom(const unsigned char* text, Py_ssize_t size, const char
 
 cdef bint _etf_peek(const unsigned char* p, Py_ssize_t n, Peek* out) noexcept:
     """Read the top-level op/t/s of an ETF map; False when unsure."""
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, end
     cdef unsigned long long arity, k
     cdef const unsigned char* key
     cdef Py_ssize_t klen
@@ -368,9 +368,10 @@ cdef bint _etf_peek(const unsigned char* p, Py_ssize_t n, Peek* out) noexcept:
                 out.t_len = tlen
             out.found |= _HAVE_T
         elif klen == 1 and key[0] == 0x73:              # s
-            if i + 4 <= n and p[i] == 115 and p[i + 1] == 3 and memcmp(p + i + 2, b"nil", 3) == 0:
+            end = _etf_text(p, i, n, &text, &tlen, &atom)
+            if end >= 0 and atom and _is_atom(text, tlen, b"nil", 3):
                 out.s_null = True
-                i += 5
+                i = end
             else:
                 i = _etf_small_int(p, i, n, &out.s)
                 if i < 0:

@@ -11,6 +11,7 @@ import json
 import random
 import zlib
 
+import erlpack
 import orjson
 import pytest
 import zstandard
@@ -29,8 +30,6 @@ try:
     from fastshard.testing.etf import compress_term as etf_compress_term
     from fastshard.testing.etf import encode as etf_encode
 except ImportError:  # the simulator's own encoder not there yet: erlpack, keys as binaries
-    import erlpack
-
     def etf_encode(obj):
         return erlpack.pack(obj)
 
@@ -377,13 +376,11 @@ def test_truncated_payload_zlib():
         MessageDecoder("json", 1).feed(zlib.compress(b'{"op":11}')[:-3], True)
 
 
-@pytest.mark.parametrize("compression", COMPRESSIONS)
+@pytest.mark.parametrize("compression", (1, 2, 3))   # uncompressed: capped by the websocket layer
 def test_inflated_size_capped(compression):
     big = orjson.dumps({"op": 0, "t": "X", "s": 1, "d": "a" * 500_000})
     fast = MessageDecoder("json", compression, max_message_size=100_000)
     data, binary = Packer("json", compression).pack(orjson.loads(big))
-    if compression == 0:
-        pytest.skip("uncompressed whole messages are capped by the websocket layer")
     with pytest.raises(DecodeError, match="max_message_size"):
         fast.feed(data, binary)
 
@@ -651,3 +648,57 @@ def test_simulator_traffic_same_as_reference(encoding, compression):
     assert fast.sequence == ref.sequence == len(events)
     assert 0 < delivered < len(events)
     assert (fast.wire_bytes, fast.raw_bytes) == (ref.wire_bytes, ref.raw_bytes)
+
+
+# -- no read past the end, checked with a guard page -------------------------------------
+
+class GuardedBuffer:
+    """Bytes placed right before a PROT_NONE page: reading one byte too far segfaults."""
+
+    PAGE = 4096
+
+    def __init__(self) -> None:
+        import ctypes
+        import mmap
+
+        self.map = mmap.mmap(-1, 2 * self.PAGE)
+        anchor = ctypes.c_char.from_buffer(self.map)
+        address = ctypes.addressof(anchor)
+        del anchor
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        if libc.mprotect(address + self.PAGE, self.PAGE, 0) != 0:
+            pytest.skip("mprotect unavailable")
+
+    def view(self, data: bytes) -> memoryview:
+        assert len(data) <= self.PAGE
+        start = self.PAGE - len(data)
+        self.map[start:self.PAGE] = data
+        return memoryview(self.map)[start:self.PAGE]
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork") or __import__("sys").platform != "linux",
+                    reason="guard pages via mprotect on Linux")
+def test_peek_and_decode_never_read_past_the_end():
+    guard = GuardedBuffer()
+    samples = {
+        "json": [raw for raw, _, _ in TRICKY_JSON] + [orjson.dumps(p) for p in traffic(12, 5)],
+        "etf": [etf_encode(p) for p in traffic(12, 5)] + [
+            etf_encode({"op": 0, "t": "TYPING_START", "d": {"a": [1, 2**40, None]}, "s": None}),
+            etf_encode({"d": {"t": "x"}, "s": 5, "op": 0, "t": "TYPING_START"}),
+            # erlpack's encoding: binary keys, SMALL_ATOM (115) nil
+            erlpack.pack({"op": 0, "t": "TYPING_START", "d": {"t": "x", "s": [1.5, -3]}, "s": None}),
+            erlpack.pack({"d": {"t": "x"}, "s": 2**40, "op": 0, "t": "MESSAGE_CREATE"})],
+    }
+    for encoding, payloads in samples.items():
+        fast = MessageDecoder(encoding, 0, disabled_events=["TYPING_START"])
+        for raw in payloads:
+            raw = raw[:guard.PAGE]
+            for end in range(len(raw) + 1):
+                view = guard.view(raw[:end])
+                peek(view, encoding)
+                try:
+                    fast.feed(view, encoding == "etf")
+                except DecodeError:
+                    pass
+                view.release()
