@@ -403,6 +403,14 @@ def test_big_integers_as_text_and_int():
     assert decode(b"\x83o\x00\x00\x00\x01\x01\x05") == "-5"
 
 
+def test_huge_big_integer_text_is_refused_but_int_works():
+    n = 2**(8 * 2000) - 1    # 4817 decimal digits: past Python's int-to-str limit
+    data = b"\x83o" + struct.pack(">I", 2000) + b"\x00" + n.to_bytes(2000, "little")
+    assert decode(data, big_ints_as_str=False) == n
+    with pytest.raises(DecodeError, match="too long to turn into text"):
+        decode(data)
+
+
 def test_map_with_tuple_key_and_unhashable_key():
     assert decode(b"\x83t\x00\x00\x00\x01h\x02a\x01a\x02a\x03") == {(1, 2): 3}
     with pytest.raises(DecodeError, match="map key of type list"):
