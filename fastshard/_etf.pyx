@@ -356,13 +356,15 @@ cdef object _decode_old_float(Reader* r):
 
 cdef object _decode_compressed(Reader* r):
     cdef Py_ssize_t declared, start
+    cdef uint32_t declared32
     cdef Reader inner
     _need(r, 4)
-    declared = _u32(r.data + r.pos)
+    declared32 = _u32(r.data + r.pos)
     r.pos += 4
-    if declared > _MAX_DECOMPRESSED:
-        _error(r, f"compressed term declares {declared} bytes, more than the "
+    if declared32 > _MAX_DECOMPRESSED:
+        _error(r, f"compressed term declares {declared32} bytes, more than the "
                   f"{_MAX_DECOMPRESSED}-byte limit")
+    declared = declared32
     start = r.pos
     packed = PyBytes_FromStringAndSize(<const char*>(r.data + r.pos), r.size - r.pos)
     d = zlib_ng.decompressobj()
