@@ -581,7 +581,7 @@ def test_input_types():
         decode(memoryview(b"\x83\x00a\x00\x01")[::2])
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(st.binary(max_size=64))
 def test_fuzz_random_bytes_only_raise_decode_error(data):
     for blob in (b"\x83" + data, data):
@@ -608,7 +608,7 @@ def mutated(draw):
     return bytes(data)
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated())
 def test_fuzz_mutated_terms_only_raise_decode_error(data):
     for as_str in (True, False):
