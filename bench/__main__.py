@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "codec" in parts:
         from .bench_codec import run_codec
         codec = run_codec({"steady": settings["codec_events"], "burst": settings["codec_guilds"]},
-                          settings["codec_rounds"], progress)
+                          settings["codec_rounds"], progress, errors)
         errors += [f"codec {s.title} ({s.workload}), {row.name}: {row.error}"
                    for s in codec for row in s.rows if row.error]
     settings["elapsed_s"] = round(time.perf_counter() - started, 1)

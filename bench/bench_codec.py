@@ -43,7 +43,7 @@ from zlib_ng import zlib_ng
 from fastshard import _etf
 from fastshard.codec import DEFAULT_MAX_MESSAGE_SIZE, make_decoder
 
-from .workloads import COMBINATIONS, Packed, combo_label, encoded, pack
+from .workloads import COMBINATIONS, COMPRESSION_LABELS, Packed, combo_label, encoded, pack
 
 __all__ = ["Section", "Row", "run_codec", "path_candidates"]
 
@@ -200,7 +200,6 @@ def _one_pass(make: Factory, items: list[Any], keep: bool) -> float:
     fn = make()
     kept: list[Any] = []
     append = kept.append
-    gc.collect()
     start = time.perf_counter()
     if keep:
         for item in items:
@@ -217,6 +216,7 @@ def race(title: str, workload: str, candidates: dict[str, tuple[Factory, bool]],
     rows = [Row(name, is_fast) for name, (_, is_fast) in candidates.items()]
     live = {row.name: (candidates[row.name][0], row) for row in rows}
     for r in range(rounds + 1):  # round 0 warms caches and allocators up
+        gc.collect()  # once per round: every candidate starts from a similar heap
         for name, (make, row) in list(live.items()):
             try:
                 seconds = _one_pass(make, items, keep)
@@ -232,12 +232,19 @@ def race(title: str, workload: str, candidates: dict[str, tuple[Factory, bool]],
     return Section(title, workload, len(items), rows)
 
 
-def run_codec(counts: dict[str, int], rounds: int, progress: Callable[[str], None] = print) -> list[Section]:
-    """Every section for every workload; ``counts`` maps workload -> events (guilds for burst)."""
+def run_codec(counts: dict[str, int], rounds: int, progress: Callable[[str], None] = print,
+              errors: list[str] | None = None) -> list[Section]:
+    """Every section for every workload; ``counts`` maps workload -> events (guilds for burst).
+
+    Problems that remove a whole candidate (discord.py not importable) are appended to ``errors``.
+    """
     try:
         discord_contexts: dict[int, Any] | None = _discord_contexts()
     except Exception as exc:  # discord.py missing: its rows are left out, and said so
-        progress(f"  discord.py baseline unavailable: {type(exc).__name__}: {exc}")
+        message = f"codec: discord.py baseline unavailable: {type(exc).__name__}: {exc}"
+        progress("  " + message)
+        if errors is not None:
+            errors.append(message)
         discord_contexts = None
     from .bench_etf import gateway_commands
 
@@ -311,11 +318,19 @@ except ImportError:  # pragma: no cover - pytest is only needed for this form
     pytest = None  # type: ignore[assignment]
 
 if pytest is not None:
-    _CASES = [(e, c, name) for e, c in COMBINATIONS for name in path_candidates(e, c)]
+    try:
+        _DISCORD: dict[int, Any] | None = _discord_contexts()
+    except Exception:  # discord.py not installed: its cases are simply not collected
+        _DISCORD = None
+    _SHORT = {"fastshard": "fastshard", "discord.py (its context + orjson)": "discordpy",
+              "stdlib zlib + orjson": "zlib+orjson", "stdlib zlib + json": "zlib+json",
+              "stdlib zlib + erlpack": "zlib+erlpack"}
+    _CASES = [(e, c, name) for e, c in COMBINATIONS for name in path_candidates(e, c, _DISCORD)]
 
     @pytest.mark.parametrize("encoding,compression,name", _CASES,
-                             ids=[f"{e}-c{c}-{n.split()[0]}-{n.split()[-1]}" for e, c, n in _CASES])
+                             ids=[f"{e}-{COMPRESSION_LABELS[c]}-{_SHORT.get(n, n)}" for e, c, n in _CASES])
     def test_path(benchmark: Any, encoding: str, compression: int, name: str) -> None:
-        make, _ = path_candidates(encoding, compression)[name]
+        """The whole per-message path over 1000 steady-state messages (fresh context per round)."""
+        make, _ = path_candidates(encoding, compression, _DISCORD)[name]
         items = _bench_items(encoding, compression)
         benchmark(_pass, make, items)

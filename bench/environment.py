@@ -57,7 +57,7 @@ def describe(root: Path, argv: list[str]) -> dict[str, Any]:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
+            versions[name] = _module_version(name)
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": _cpu_model(),
@@ -70,6 +70,15 @@ def describe(root: Path, argv: list[str]) -> dict[str, Any]:
         "decoder": _decoder_kind(),
         "argv": " ".join(["python -m bench", *argv]),
     }
+
+
+def _module_version(name: str) -> str:
+    """For a package used from a checkout without being installed (fastshard itself, usually)."""
+    try:
+        module = __import__(name.replace("-", "_").replace(".py", ""))
+    except ImportError:
+        return "not installed"
+    return f"{getattr(module, '__version__', '?')} (from source)"
 
 
 def _memory_gb() -> float | None:

@@ -11,8 +11,9 @@ by the next and make it look cheaper.
 from __future__ import annotations
 
 import statistics
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from .clients import IMPLEMENTATIONS, supports, worker_impl
 from .processes import Server, run_json
@@ -39,16 +40,22 @@ def run_memory(shards: int, repeat: int, progress: Callable[[str], None] = print
     server = Server("simulator_process", "--guilds", str(GUILDS))
     try:
         plan = [(impl, e, c) for e, c in COMBINATIONS for impl in IMPLEMENTATIONS if supports(impl, e, c)]
-        for r in range(1, repeat + 1):
-            progress(f"  memory: repeat {r}/{repeat}, {len(plan)} processes of {shards} clients")
-            for impl, e, c in plan:
-                out = run_json("clients", "memory", "--impl", worker_impl(impl, c), "--url", server.url,
-                               "--encoding", e, "--compression", str(c), "--shards", str(shards),
-                               "--guilds", str(GUILDS))
-                if out.get("error") or out.get("per_shard_bytes") is None:
-                    result.errors.append(f"memory {impl} {e} c{c}: {out.get('error')}")
-                    continue
-                result.samples.setdefault((impl, e, c), []).append(out["per_shard_bytes"])
+        def measure(job: tuple[str, str, int]) -> dict[str, Any]:
+            impl, e, c = job
+            return run_json("clients", "memory", "--impl", worker_impl(impl, c), "--url", server.url,
+                            "--encoding", e, "--compression", str(c), "--shards", str(shards),
+                            "--guilds", str(GUILDS))
+
+        # Two at a time: RSS is per process, so concurrency does not skew it, and
+        # most of each process's life is interpreter start-up and imports.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for r in range(1, repeat + 1):
+                progress(f"  memory: repeat {r}/{repeat}, {len(plan)} processes of {shards} clients")
+                for (impl, e, c), out in zip(plan, pool.map(measure, plan)):
+                    if out.get("error") or out.get("per_shard_bytes") is None:
+                        result.errors.append(f"memory {impl} {e} c{c}: {out.get('error')}")
+                        continue
+                    result.samples.setdefault((impl, e, c), []).append(out["per_shard_bytes"])
     finally:
         server.stop()
     return result

@@ -130,7 +130,7 @@ def _e2e_table(r: Report, workload: str) -> list[str]:
              f"{n} {unit}s from the blast server to one client; CPU is the client process's, from READY to "
              f"the last {unit}. Ratio = baseline CPU / fastshard CPU (higher: fastshard uses less).", ""]
     mem = workload == "steady" and r.memory is not None
-    head = (f"| combination | events/s | CPU us/{unit} | discord.py us/{unit} | websockets us/{unit} "
+    head = (f"| combination | {unit}s/s | CPU us/{unit} | discord.py us/{unit} | websockets us/{unit} "
             f"| ratio vs discord.py | ratio vs websockets | bytes/{unit} | wire / uncompressed |")
     sep = "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     if mem:
@@ -295,7 +295,8 @@ def plot(r: Report, path: Path) -> None:
                     xs.append(i + (k - 1) * width)
                     ys.append(v)
             bars = ax.bar(xs, ys, width, label=label, color=color)
-            ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=1)
+            ax.bar_label(bars, labels=[f"{y:,.0f}" if y >= 100 else f"{y:.3g}" for y in ys],
+                         fontsize=7, padding=1)
         ax.set_title(title, fontsize=10)
         ax.set_xticks(range(len(COMBINATIONS)))
         ax.set_xticklabels(labels, fontsize=8)
