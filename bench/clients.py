@@ -119,7 +119,7 @@ class Counter:
         if not self.done.done():
             self.done.set_result(None)
 
-    def result(self, wire_bytes: int) -> dict[str, Any]:
+    def result(self, wire_bytes: int | None) -> dict[str, Any]:
         if self.error is None and self.count < self.target:
             self.error = f"only {self.count} of {self.target} events arrived"
         return {"cpu_s": self.c1 - self.c0, "wall_s": self.t1 - self.t0, "events": self.count,
@@ -177,7 +177,7 @@ class DiscordpyClient:
         self.from_json = utils._from_json
         self.to_json = utils._to_json
         self.sequence: int | None = None
-        self.wire_bytes = 0
+        self.wire_bytes = None  # only fastshard's count is used (checked against the stream's size)
         self.ws: Any = None
         self.task: asyncio.Task[None] | None = None
 
@@ -219,7 +219,6 @@ class DiscordpyClient:
                     counter.fail(f"websocket ended: {msg.type!r} {msg.data!r}")
                     return
                 data = msg.data
-                self.wire_bytes += len(data)
                 # DiscordWebSocket.received_message, up to where it dispatches.
                 if type(data) is bytes:
                     data = decompress(data)
@@ -234,7 +233,6 @@ class DiscordpyClient:
                     self.sequence = seq
                 if op == 0:
                     if event == "READY":
-                        self.wire_bytes = 0
                         counter.ready(d)
                         await ws.send_str(self.to_json({"op": 1, "d": self.sequence}))
                     elif counter.event(payload):
@@ -258,7 +256,7 @@ class WebsocketsClient:
         self.url = _query_url(url, encoding, compression)
         self.encoding = encoding
         self.compression = compression
-        self.wire_bytes = 0
+        self.wire_bytes = None  # only fastshard's count is used (checked against the stream's size)
         self.ws: Any = None
         self.task: asyncio.Task[None] | None = None
 
@@ -317,7 +315,6 @@ class WebsocketsClient:
         sequence = None
         try:
             async for data in ws:
-                self.wire_bytes += len(data)
                 payload = decode(data)
                 if payload is None:
                     continue
@@ -329,7 +326,6 @@ class WebsocketsClient:
                 if op == 0:
                     t = payload["t"]
                     if t == "READY" or t == b"READY":
-                        self.wire_bytes = 0
                         counter.ready(payload["d"])
                         await ws.send(self._encode({"op": 1, "d": s}))
                     elif counter.event({"s": s} if etf else payload):

@@ -24,7 +24,7 @@ __all__ = ["Run", "E2EResult", "run_e2e"]
 class Run:
     cpu_us_per_event: float
     events_per_s: float
-    wire_per_event: float
+    wire_per_event: float | None   # fastshard's own count; None for the baselines
 
 
 @dataclass
@@ -52,7 +52,8 @@ class E2EResult:
 
     def wire_per_event(self, workload: str, encoding: str, compression: int) -> float | None:
         runs = self.runs.get((workload, "fastshard", encoding, compression))
-        return statistics.median(r.wire_per_event for r in runs) if runs else None
+        values = [r.wire_per_event for r in runs or () if r.wire_per_event is not None]
+        return statistics.median(values) if values else None
 
 
 def run_e2e(counts: dict[str, int], repeat: int, progress: Callable[[str], None] = print) -> E2EResult:
@@ -86,9 +87,10 @@ def run_e2e(counts: dict[str, int], repeat: int, progress: Callable[[str], None]
                     if out.get("error"):
                         result.errors.append(f"{workload} {impl} {e} c{c} (repeat {r}): {out['error']}")
                         continue
+                    wire = out.get("wire_bytes")
                     result.runs.setdefault((workload, impl, e, c), []).append(Run(
                         out["cpu_s"] / out["events"] * 1e6, out["events"] / out["wall_s"],
-                        out["wire_bytes"] / out["events"]))
+                        None if wire is None else wire / out["events"]))
         _check_streams(server, counts, result)
     finally:
         for worker in workers.values():

@@ -329,5 +329,9 @@ def write_report(r: Report, output: Path) -> list[Path]:
     md, png, raw = output / "latest.md", output / "latest.png", output / "latest.json"
     md.write_text(markdown(r) + "\n", encoding="utf-8")
     raw.write_text(json.dumps(_jsonable(r), indent=1) + "\n", encoding="utf-8")
-    plot(r, png)
+    try:
+        plot(r, png)
+    except ImportError as exc:
+        r.errors.append(f"no plot: matplotlib is missing ({exc}); pip install -e '.[bench]'")
+        return [md, raw]
     return [md, png, raw]
