@@ -145,6 +145,11 @@ class FastshardClient:
         self.wire0 = self.shard.bytes_received
         self.counter.ready(d)
         self._go = asyncio.ensure_future(self.shard.send({"op": 1, "d": 1}))
+        self._go.add_done_callback(self._sent)
+
+    def _sent(self, future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self.counter.fail(f"the heartbeat that starts the blast failed: {future.exception()!r}")
 
     async def start(self) -> None:
         await self.shard.connect()
