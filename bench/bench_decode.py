@@ -209,6 +209,8 @@ def main() -> None:
             ("zlib-stream", 2, zlib_stream, run_bare_zlib, discord_zlib),
             ("zstd-stream", 3, zstd_stream, run_bare_zstd, discord_zstd)):
         for part, raw, keep in (("steady state", steady_raw, False), ("GUILD_CREATE burst", burst_raw, True)):
+            if not raw:
+                continue
             wire = make_wire(raw)
             frames = [_make_test_ws_frame(WSMsgType.BINARY, m, True, False) for m in wire]
             paths = {

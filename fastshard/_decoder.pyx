@@ -17,7 +17,7 @@ cimport cython
 from cpython.buffer cimport PyBUF_READ, PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.memoryview cimport PyMemoryView_FromMemory
-from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer, PyCapsule_IsValid
+from cpython.pycapsule cimport PyCapsule_CheckExact, PyCapsule_GetName, PyCapsule_GetPointer
 from libc.string cimport memcmp
 from picows.picows cimport WSFrame, WSMsgType
 
@@ -430,11 +430,11 @@ cdef object _load_etf_c_api(object module, etf_decode_fn* fn):
     if not capi:
         return False
     capsule = capi.get("decode_buffer")
-    if capsule is None or not PyCapsule_IsValid(capsule, PyCapsule_GetName(capsule)):
+    if capsule is None or not PyCapsule_CheckExact(capsule):
         return False
     name = PyCapsule_GetName(capsule)
     if name == NULL or <bytes>name != _ETF_DECODE_SIGNATURE:
-        return False
+        return False    # a changed signature: the Python-level decode is still right
     fn[0] = <etf_decode_fn>PyCapsule_GetPointer(capsule, name)
     return fn[0] != NULL
 

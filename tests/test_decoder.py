@@ -702,3 +702,16 @@ def test_peek_and_decode_never_read_past_the_end():
                 except DecodeError:
                     pass
                 view.release()
+
+
+def test_etf_decoded_through_the_c_entry_point(monkeypatch):
+    # decode_buffer from _etf.pxd is fetched by pointer; the Python-level
+    # _etf.decode must not be on the per-message path.
+    from fastshard import _etf
+
+    def not_this(*args, **kwargs):
+        raise AssertionError("the Python-level ETF decode was called")
+
+    monkeypatch.setattr(_etf, "decode", not_this)
+    fast = MessageDecoder("etf", 0)
+    assert fast.feed(etf_encode({"op": 11, "d": None}), True) == {"op": 11, "d": None}
