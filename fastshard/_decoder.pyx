@@ -546,6 +546,8 @@ cdef class MessageDecoder:
     cdef object _process(self, const unsigned char* p, Py_ssize_t n, bint binary):
         cdef object raw
         cdef int c = self.compression
+        if n == 0:
+            p = <const unsigned char*>b""   # an empty frame or buffer may have no pointer at all
         self.wire_bytes += n
         if c == 2:
             raw = self._zlib.feed(p, n)

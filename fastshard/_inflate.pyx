@@ -183,6 +183,8 @@ cdef inline bint _ends_with_sync_flush(const unsigned char* p, Py_ssize_t n) noe
 cdef inline object _view(const unsigned char* p, Py_ssize_t n):
     # A read-only memoryview over memory we own (or the frame's, for the
     # duration of the call): handed to the inflaters without a copy.
+    if n == 0:
+        p = <const unsigned char*>b""
     return PyMemoryView_FromMemory(<char*>p, n, PyBUF_READ)
 
 

@@ -313,6 +313,19 @@ def test_empty_messages():
             MessageDecoder("json", compression).feed(b"", False)
     with pytest.raises(DecodeError):
         MessageDecoder("etf", 0).feed(b"", True)
+    # a fragmented message made only of empty frames: no buffer was ever allocated
+    for compression, expect_error in ((0, True), (1, True), (2, False), (3, False)):
+        fast = MessageDecoder("json", compression)
+        assert fast.feed_frame(_make_test_ws_frame(WSMsgType.BINARY, b"", False, False)) is None
+        last = _make_test_ws_frame(WSMsgType.CONTINUATION, b"", True, False)
+        if expect_error:
+            with pytest.raises(DecodeError):
+                fast.feed_frame(last)
+        else:
+            assert fast.feed_frame(last) is None
+    with pytest.raises(DecodeError):
+        MessageDecoder("json", 0).feed(bytearray(), False)
+    assert MessageDecoder("json", 2).feed(memoryview(b""), True) is None
 
 
 def test_control_frames_are_ignored():
