@@ -278,6 +278,8 @@ def summary_text(stats: Stats, *, session_id: str | None, sequence: int | None,
             lines.append(f"   resume it with: {resume}")
         if note:
             lines.append(f"   {note}")
+    elif stats.total:
+        lines.append("   the session ended and cannot be resumed")
     else:
         lines.append("   no session was established")
     return "\n".join(lines)

@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench", help="run the benchmark suite (python -m bench)",
         description="Run the benchmark suite (`python -m bench`) from a source checkout; "
-                    "arguments after `bench` are passed on to it.")
+                    "arguments after `bench` are passed on to it.",
+        add_help=False)  # so `fastshard bench --help` shows the suite's own options
     bench.set_defaults(subparser=bench)
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark suite")
     return parser

@@ -192,6 +192,7 @@ def test_stats_status_line_and_summary():
     assert "TYPING_START" in text and "MESSAGE_CREATE" in text
     assert "session sess, sequence 77" in text and cmd in text
     assert "no session was established" in summary_text(Stats(), session_id=None, sequence=None, resume=None)
+    assert "cannot be resumed" in summary_text(stats, session_id=None, sequence=None, resume=None)
 
 
 def test_failure_messages_say_what_to_do():
@@ -505,3 +506,16 @@ async def test_listen_with_a_token_asks_discord_for_the_gateway_and_shard_count(
     code, out, err = await _run("listen", "--api-url", gateway_bot_api, "--token", "good-token")
     assert code == 1
     assert "no session starts left today" in err and "resets in 2.0 h" in err
+
+
+async def test_unknown_session_and_invalid_intents_are_explained():
+    async with GatewaySimulator() as sim:
+        code, out, err = await _run("listen", "--url", sim.url, "--resume", "no-such-session:5")
+        assert sim.connections[0].received[0]["op"] == 6
+        assert code == 1
+        assert "the session cannot continue" in err and "run again without --resume" in err
+        assert "connect()" not in err and "Traceback" not in err
+
+        code, out, err = await _run("listen", "--url", sim.url, "--intents", "guilds,0x40000000")
+        assert code == 1
+        assert "close 4013" in err and "GUILDS, 1 << 30" in err and "Traceback" not in err
