@@ -275,6 +275,7 @@ class Listener:
                 asyncio.ensure_future(self._ping())
             line = None
             if self.display.tty:
+                self.display.width = shutil.get_terminal_size((120, 24)).columns  # follows resizes
                 line = status_line(status=status.name, rate=self.stats.recent_rate(), total=self.stats.total,
                                    seq=shard.sequence, ping_ms=shard.last_ping, bytes_in=shard.bytes_received,
                                    bytes_decoded=shard.bytes_decoded, width=self.display.width - 1)
