@@ -73,9 +73,12 @@ class _Listener(picows.WSListener):
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         shard = self.shard
+        msg_type = frame.msg_type
+        if msg_type is _MSG_CLOSE:
+            self._on_close_frame(transport, frame)
+            return
         if shard._listener is not self or self.intent is not None:
             return  # a connection we are leaving: nothing on it counts any more
-        msg_type = frame.msg_type
         if msg_type is _MSG_TEXT or msg_type is _MSG_BINARY or msg_type is _MSG_CONTINUATION:
             try:
                 payload = shard._decoder.feed_frame(frame)
@@ -86,15 +89,19 @@ class _Listener(picows.WSListener):
                 shard._on_payload(payload)
         elif msg_type is _MSG_PONG:
             shard._on_pong(frame.get_payload_as_bytes())
-        elif msg_type is _MSG_CLOSE:
-            code = int(cast(SupportsInt, frame.get_close_code()))
-            if code:
-                self.close_code = code
-                self.close_reason = frame.get_close_reason() or ""
-                transport.send_close(frame.get_close_code())
-            else:  # a close frame without a code (1005): nothing to echo, nothing to act on
-                transport.send_close()
-            transport.disconnect()
+
+    def _on_close_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        code = int(cast(SupportsInt, frame.get_close_code()))
+        if transport.is_close_frame_sent:
+            transport.disconnect()  # the answer to our own close: the handshake is complete
+            return
+        if code:
+            self.close_code = code
+            self.close_reason = frame.get_close_reason() or ""
+            transport.send_close(frame.get_close_code())
+        else:  # a close frame without a code (1005): nothing to echo, nothing to act on
+            transport.send_close()
+        transport.disconnect()
 
     def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
         self.disconnected = True
@@ -142,8 +149,9 @@ class WebsocketShard:
     reconnect_first_delay = 0.0
     reconnect_base_delay = 1.0
     reconnect_max_delay = 60.0
-    #: Seconds to wait for the websocket handshake.
+    #: Seconds to wait for the websocket handshake, and for the gateway to answer our close frame.
     connect_timeout = 10.0
+    close_timeout = 2.0
     #: Discord's limits on what a client sends.
     COMMAND_LIMIT = (120, 60.0)
     PRESENCE_LIMIT = (5, 20.0)
@@ -401,9 +409,12 @@ class WebsocketShard:
                 pass
         listener = self._listener
         if listener is not None and not listener.disconnected and listener.transport is not None:
-            self._leave(listener, "close", close_codes.CLIENT_CLOSE, "closing; the session stays resumable")
+            # Wait for the gateway's answer: closing the socket while events still stream in makes
+            # the kernel reset the connection, and the gateway may never read our close frame.
+            self._leave(listener, "close", close_codes.CLIENT_CLOSE, "closing; the session stays resumable",
+                        handshake=True)
             try:
-                await asyncio.wait_for(listener.transport.wait_disconnected(), 5.0)
+                await asyncio.wait_for(listener.transport.wait_disconnected(), self.close_timeout)
             except Exception:
                 listener.transport.disconnect(graceful=False)
         self._listener = None
@@ -536,8 +547,13 @@ class WebsocketShard:
         transport = self._open_transport()
         transport.send(_MSG_BINARY if self._encoder.binary else _MSG_TEXT, data)
 
-    def _leave(self, listener: _Listener, intent: str, code: int, reason: str) -> None:
-        """Close a connection on our side, saying why (never 1000/1001)."""
+    def _leave(self, listener: _Listener, intent: str, code: int, reason: str, *, handshake: bool = False) -> None:
+        """Close a connection on our side, saying why (never 1000/1001).
+
+        With ``handshake`` the socket stays open until the gateway answers the
+        close frame (the caller bounds the wait); otherwise it goes at once,
+        which is what a zombie or a reconnect wants.
+        """
         listener.intent = intent
         transport = listener.transport
         if transport is not None and not listener.disconnected:
@@ -545,7 +561,8 @@ class WebsocketShard:
                 transport.send_close(cast(picows.WSCloseCode, code),
                                      reason.encode()[:120].decode("utf-8", "ignore").encode())
             finally:
-                transport.disconnect()
+                if not handshake:
+                    transport.disconnect()
 
     def _reconnect_now(self, code: int, reason: str) -> None:
         """Leave the current connection and resume on a new one."""
