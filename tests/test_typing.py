@@ -9,7 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = ["__init__.py", "shard.py", "errors.py", "gateway.py", "ratelimit.py", "close_codes.py", "codec.py",
-          "opcodes.py"]
+          "opcodes.py",
+          "intents.py", "cli.py"]
 
 
 def test_public_modules_pass_mypy_strict():
