@@ -24,10 +24,14 @@ Every length is checked against the bytes left before anything is read or
 allocated, nesting is capped at MAX_DEPTH, trailing bytes are an error.
 
 Encoding writes what Discord accepts for gateway commands: ``dict`` keys (must
-be ``str``) and ``str`` as BINARY, never atoms (Discord closes with 4002 on
-atom keys); ``int`` of any size; ``float`` as NEW_FLOAT; ``True``/``False``/
-``None`` as the atoms true/false/nil; ``list``/``tuple`` as LIST (NIL when
-empty); ``dict`` as MAP.
+be ``str``, else TypeError) and ``str`` as BINARY, never atoms (Discord closes
+with 4002 on atom keys); ``int`` of any size (SMALL_INTEGER, INTEGER, SMALL_BIG,
+LARGE_BIG); ``float`` as NEW_FLOAT (NaN/infinity: ValueError, Erlang has
+neither); ``True``/``False``/``None`` as the atoms true/false/nil (SMALL_ATOM_EXT,
+as erlpack writes them); ``list``/``tuple`` as LIST (NIL when empty); ``dict``
+as MAP.  Subclasses of these types are encoded as their base type; anything
+else is a TypeError naming the type.  Nesting deeper than MAX_DEPTH (e.g. a
+reference cycle) is a ValueError.
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
