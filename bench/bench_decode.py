@@ -9,6 +9,8 @@ traffic (fastshard.testing.traffic), as JSON over zlib-stream (and zstd-stream):
 * ``fastshard feed_frame``: MessageDecoder fed picows frames (frame -> event dict,
   sequence tracked), the shard's real path;
 * ``fastshard feed``: the same from bytes;
+* ``fastshard, decompressobj``: feed_frame with zlib_ng's decompressobj in
+  place of zlib-ng's C API (the fallback backend, see fastshard/_inflate.pyx);
 * ``fastshard, 2 events disabled``: feed_frame with PRESENCE_UPDATE and
   TYPING_START in ``disabled_events`` (dropped after peeking op/t/s);
 * ``discord.py``: discord.py's own decompression context object
@@ -45,6 +47,7 @@ import discord  # noqa: F401  (the package, so the second copy of discord.utils 
 import discord.utils as discord_utils_zstd
 
 from fastshard._decoder import MessageDecoder
+from fastshard._inflate import ZLIB_BACKEND, use_zlib_c_api
 from fastshard.codec import PyMessageDecoder
 from fastshard.testing.traffic import TrafficGenerator
 
@@ -125,9 +128,13 @@ def run_inflate_only(wire, keep):
     return _clock() - t0
 
 
-def run_fast_frames(frames, compression, keep):
+def run_fast_frames(frames, compression, keep, c_api=True):
     out = []
-    feed_frame = MessageDecoder("json", compression).feed_frame
+    use_zlib_c_api(c_api)
+    try:
+        feed_frame = MessageDecoder("json", compression).feed_frame
+    finally:
+        use_zlib_c_api(True)
     t0 = _clock()
     for f in frames:
         p = feed_frame(f)
@@ -221,6 +228,7 @@ def main() -> None:
     print(f"steady: {len(steady_raw)} dispatches, {sum(map(len, steady_raw)) / 1e6:.1f} MB JSON; "
           f"burst: {len(burst_raw)} GUILD_CREATE, {sum(map(len, burst_raw)) / 1e6:.1f} MB JSON")
 
+    print(f"zlib-stream backend in use: {ZLIB_BACKEND}")
     for label, compression, make_wire, bare, discord_ctx in (
             ("zlib-stream", 2, zlib_stream, run_bare_zlib, discord_zlib),
             ("zstd-stream", 3, zstd_stream, run_bare_zstd, discord_zstd)):
@@ -235,6 +243,7 @@ def main() -> None:
                 "fastshard feed": lambda: run_fast_bytes(wire, compression, keep),
             }
             if compression == 2:
+                paths["fastshard, decompressobj"] = lambda: run_fast_frames(frames, compression, keep, False)
                 paths["bare zlib-ng inflate only"] = lambda: run_inflate_only(wire, keep)
                 if not keep:
                     paths["fastshard, 2 events disabled"] = lambda: run_fast_disabled(frames, compression, keep)

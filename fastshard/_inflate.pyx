@@ -17,11 +17,11 @@ from the zlib_ng wheel (a runtime dependency that links zlib-ng statically and
 exports its ``zng_*`` symbols), after checking its version is 2.x and
 inflating a known chunk.  Where that fails (e.g. a build that hides the
 symbols) the same inflater falls back to zlib_ng's ``decompressobj``.
-Measured on this machine (2026-11-28, 20,000 realistic steady-state messages,
-median of 21 interleaved rounds): C API into a reused buffer 0.93 us/message,
-zlib_ng decompressobj 1.22, stdlib zlib decompressobj 1.79; with orjson.loads
-on top, 3.16 vs 3.69 us/message: the C API saves ~0.5 us per message (no
-output bytes object to allocate, grow and shrink).
+FASTSHARD_ZLIB_DECOMPRESSOBJ=1 forces the fallback.  Measured with
+bench/bench_decode.py (2026-11-28, 20,000 realistic steady-state messages,
+JSON over zlib-stream, whole decoder path, medians of 9 interleaved rounds):
+4.69 vs 4.88 and 6.44 vs 6.70 us/message in two runs, the C API ~4% faster
+(no output bytes object to allocate, grow and shrink per message).
 
 Every inflater caps what it buffers and produces at ``max_size`` and raises
 :class:`fastshard.errors.DecodeError` past it.
@@ -38,7 +38,7 @@ from zlib_ng import zlib_ng
 
 from .errors import DecodeError
 
-__all__ = ["ZlibStreamInflater", "ZstdStreamInflater", "ZlibPayloadInflater", "ZLIB_BACKEND"]
+__all__ = ["ZlibStreamInflater", "ZstdStreamInflater", "ZlibPayloadInflater", "ZLIB_BACKEND", "use_zlib_c_api"]
 
 cdef object _zlib_error = zlib_ng.error
 cdef object _zlib_decompressobj = zlib_ng.decompressobj
@@ -88,6 +88,10 @@ def _find_zng_api():
 cdef bint _use_zng_api() except -1:
     global _zng_inflate_init2, _zng_inflate, _zng_inflate_end
     cdef size_t a
+    import os
+
+    if os.environ.get("FASTSHARD_ZLIB_DECOMPRESSOBJ", "") not in ("", "0"):
+        return False    # the escape hatch, should the symbol lookup ever misbehave
     found = _find_zng_api()
     if found is None:
         return False
@@ -117,6 +121,19 @@ cdef bint _use_zng_api() except -1:
 
 #: Which zlib-stream backend this process uses ("zlib-ng C API" or "zlib_ng decompressobj").
 ZLIB_BACKEND = "zlib_ng decompressobj"
+
+# New zlib-stream inflaters use the C API when this is set and the API was found.
+cdef bint _prefer_c_api = True
+
+
+def use_zlib_c_api(bint enabled) -> bool:
+    """Choose the backend of zlib-stream inflaters created from now on (tests, benchmarks).
+
+    Returns whether the C API will actually be used (False when it was not found).
+    """
+    global _prefer_c_api
+    _prefer_c_api = enabled
+    return enabled and _zng_inflate != NULL
 
 # A buffer that grew past this for one huge message is given back on clear(),
 # so one GUILD_CREATE of a giant guild does not pin its size for the session.
@@ -195,12 +212,14 @@ cdef str _too_large(Py_ssize_t max_size):
 cdef class ZlibStreamInflater:
     """zlib-stream transport compression (one per connection)."""
 
-    def __cinit__(self, Py_ssize_t max_size, *, bint use_c_api=True):
+    def __cinit__(self, Py_ssize_t max_size, *, use_c_api=None):
         if max_size <= 0 or max_size >= 0x7FFFFFFF:
             raise ValueError(f"max_message_size must be between 1 and 2**31 - 2, not {max_size}")
         self.max_size = max_size
         self._pending = ByteBuffer()
         self._out = ByteBuffer()
+        if use_c_api is None:
+            use_c_api = _prefer_c_api
         self._c_api = use_c_api and _zng_inflate != NULL
         if self._c_api:
             memset(&self._stream, 0, sizeof(zng_stream))

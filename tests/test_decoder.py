@@ -728,3 +728,30 @@ def test_etf_decoded_through_the_c_entry_point(monkeypatch):
     monkeypatch.setattr(_etf, "decode", not_this)
     fast = MessageDecoder("etf", 0)
     assert fast.feed(etf_encode({"op": 11, "d": None}), True) == {"op": 11, "d": None}
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_decompressobj_backend_same_results(encoding):
+    # The fallback used where zlib-ng's C API is not reachable.
+    from fastshard._inflate import use_zlib_c_api
+
+    use_zlib_c_api(False)
+    try:
+        fast = MessageDecoder(encoding, 2)
+    finally:
+        use_zlib_c_api(True)
+    payloads = traffic(13, 200, big_every=50)
+    packer = Packer(encoding, 2)
+    ref = pure(encoding, 2)
+    for payload in payloads:
+        data, _ = packer.pack(payload)
+        for part in (data[:len(data) // 2], data[len(data) // 2:]):
+            assert fast.feed(part, True) == ref.feed(part, True)
+    assert fast.sequence == ref.sequence
+    use_zlib_c_api(False)
+    try:
+        fresh = MessageDecoder(encoding, 2)
+    finally:
+        use_zlib_c_api(True)
+    with pytest.raises(DecodeError, match="corrupt zlib-stream"):
+        fresh.feed(b"junk\x00\x00\xff\xff", True)

@@ -238,3 +238,24 @@ def test_payload_zlib():
 def test_cap_validated(cls):
     with pytest.raises(ValueError, match="max_message_size"):
         cls(0)
+
+
+def test_escape_hatch_environment_variable():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import fastshard._inflate as i; print(i.ZLIB_BACKEND, i.ZlibStreamInflater(10).backend)"
+    env = dict(os.environ, FASTSHARD_ZLIB_DECOMPRESSOBJ="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent).stdout
+    assert out.split() == ["zlib_ng", "decompressobj", "zlib_ng", "decompressobj"]
+
+
+def test_switching_backends_for_new_inflaters():
+    assert _inflate.use_zlib_c_api(False) is False
+    try:
+        assert ZlibStreamInflater(MB).backend == "zlib_ng decompressobj"
+    finally:
+        assert _inflate.use_zlib_c_api(True) is True
+    assert ZlibStreamInflater(MB).backend == "zlib-ng C API"
