@@ -259,3 +259,13 @@ def test_switching_backends_for_new_inflaters():
     finally:
         assert _inflate.use_zlib_c_api(True) is True
     assert ZlibStreamInflater(MB).backend == "zlib-ng C API"
+
+
+@pytest.mark.parametrize("c_api", BACKENDS)
+def test_zlib_stream_many_chunks_in_one_message(c_api):
+    # Several sync-flushed chunks in one websocket message inflate together
+    # (the decoder then sees their concatenation; Discord sends one per message).
+    rng = random.Random(5)
+    payloads = [json_like(rng, rng.randrange(10, 2000)) for _ in range(50)]
+    inf = ZlibStreamInflater(MB, use_c_api=c_api)
+    assert inf.feed_bytes(b"".join(chunks(payloads))) == b"".join(payloads)
