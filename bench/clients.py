@@ -33,7 +33,7 @@ import sys
 import time
 from typing import Any, Callable
 
-__all__ = ["IMPLEMENTATIONS", "supports", "worker_impl", "run_once", "rss_bytes", "main"]
+__all__ = ["IMPLEMENTATIONS", "RAW_CLIENTS", "supports", "worker_impl", "run_once", "rss_bytes", "main"]
 
 IMPLEMENTATIONS = ("fastshard", "discordpy", "websockets")
 _COMPRESS_QUERY = {2: "zlib-stream", 3: "zstd-stream"}
@@ -111,6 +111,17 @@ class Counter:
             if not self.done.done():
                 self.done.set_result(None)
             return not self.keep_reading
+        return False
+
+    def message(self, _data: Any = None) -> bool:
+        """Count one undecoded message (transport-only clients); True once the target is reached."""
+        self.count += 1
+        if self.count == self.target:
+            self.c1 = time.process_time()
+            self.t1 = time.perf_counter()
+            if not self.done.done():
+                self.done.set_result(None)
+            return True
         return False
 
     def fail(self, message: str) -> None:
@@ -348,7 +359,107 @@ class WebsocketsClient:
             await self.ws.close(code=4000)
 
 
-CLIENTS = {"fastshard": FastshardClient, "discordpy": DiscordpyClient, "websockets": WebsocketsClient}
+# -- transport alone ---------------------------------------------------------------
+class _RawClient:
+    """Receive without decoding: what the websocket library alone costs per message.
+
+    The blast server sends exactly one message per event after READY, so the
+    message count is the event count.  JSON only (IDENTIFY is a fixed text).
+    """
+
+    def __init__(self, url: str, encoding: str, compression: int, counter: Counter) -> None:
+        if encoding != "json" or compression == 1:
+            raise ValueError("transport-only clients speak JSON without payload compression")
+        self.counter = counter
+        self.url = _query_url(url, encoding, compression)
+        self.identify = json.dumps(_identify(0))
+        self.seen = 0
+        self.wire_bytes = None
+        self.ws: Any = None
+        self.task: asyncio.Task[None] | None = None
+
+    def _before_events(self) -> str | None:
+        """What to send for the n-th message before the events: IDENTIFY after HELLO, a heartbeat after READY."""
+        self.seen += 1
+        if self.seen == 1:
+            return self.identify
+        self.counter.ready()
+        return '{"op":1,"d":1}'
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        if self.ws is not None:
+            await self.ws.close(code=4000)
+
+
+class RawPicowsClient(_RawClient):
+    async def start(self) -> None:
+        import picows
+
+        client, text = self, picows.WSMsgType.TEXT
+
+        class Listener(picows.WSListener):  # type: ignore[misc]
+            def on_ws_frame(self, transport: Any, frame: Any) -> None:
+                if client.seen < 2:
+                    transport.send(text, client._before_events().encode())
+                else:
+                    client.counter.message()
+
+        self.transport, _ = await picows.ws_connect(Listener, self.url, max_frame_size=1 << 26)
+
+    async def stop(self) -> None:
+        if getattr(self, "transport", None) is not None:
+            self.transport.disconnect()
+
+
+class RawAiohttpClient(_RawClient):
+    async def start(self) -> None:
+        session = await DiscordpyClient.session()
+        self.ws = await session.ws_connect(self.url, max_msg_size=0, timeout=DiscordpyClient._ws_timeout(),
+                                           autoclose=False, compress=0)
+        self.task = asyncio.ensure_future(self._poll())
+
+    async def _poll(self) -> None:
+        import aiohttp
+
+        ws, message = self.ws, self.counter.message
+        data_types = (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY)
+        while self.seen < 2:
+            await ws.receive()
+            await ws.send_str(self._before_events())
+        while True:
+            msg = await ws.receive()
+            if msg.type not in data_types:
+                self.counter.fail(f"websocket ended: {msg.type!r} {msg.data!r}")
+                return
+            if message(msg):
+                return
+
+
+class RawWebsocketsClient(_RawClient):
+    async def start(self) -> None:
+        from websockets.asyncio.client import connect
+
+        self.ws = await connect(self.url, compression=None, max_size=None, ping_interval=None,
+                                close_timeout=1.0)
+        self.task = asyncio.ensure_future(self._poll())
+
+    async def _poll(self) -> None:
+        ws, message = self.ws, self.counter.message
+        try:
+            while self.seen < 2:
+                await ws.recv()
+                await ws.send(self._before_events())
+            while not message(await ws.recv()):
+                pass
+        except Exception as exc:  # reported as the run's error, never hidden
+            self.counter.fail(f"{type(exc).__name__}: {exc}")
+
+
+CLIENTS = {"fastshard": FastshardClient, "discordpy": DiscordpyClient, "websockets": WebsocketsClient,
+           "raw-picows": RawPicowsClient, "raw-aiohttp": RawAiohttpClient, "raw-websockets": RawWebsocketsClient}
+RAW_CLIENTS = ("raw-picows", "raw-aiohttp", "raw-websockets")
 
 
 async def run_once(impl: str, url: str, encoding: str, compression: int, events: int) -> dict[str, Any]:
@@ -419,7 +530,8 @@ async def _serve_commands(impl: str) -> None:
             return
         cmd = json.loads(line)
         try:
-            result = await run_once(impl, cmd["url"], cmd["encoding"], cmd["compression"], cmd["events"])
+            result = await run_once(cmd.get("impl", impl), cmd["url"], cmd["encoding"], cmd["compression"],
+                                    cmd["events"])
         except Exception as exc:
             result = {"error": f"{type(exc).__name__}: {exc}"}
         sys.stdout.write(json.dumps(result) + "\n")
@@ -430,7 +542,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.clients")
     parser.add_argument("mode", choices=("worker", "memory"))
     parser.add_argument("--impl", required=True,
-                        choices=("fastshard", "discordpy-zlib", "discordpy-zstd", "websockets"))
+                        choices=("fastshard", "discordpy-zlib", "discordpy-zstd", "websockets", "raw"))
     parser.add_argument("--url", help="memory mode: the simulator's url")
     parser.add_argument("--encoding", default="json")
     parser.add_argument("--compression", type=int, default=0)

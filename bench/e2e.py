@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .blast_server import WARMUP_EVENTS
-from .clients import IMPLEMENTATIONS, supports, worker_impl
+from .clients import IMPLEMENTATIONS, RAW_CLIENTS, supports, worker_impl
 from .processes import Server, Worker
 from .workloads import COMBINATIONS, connection_stream, wire_digest
 
-__all__ = ["Run", "E2EResult", "run_e2e"]
+__all__ = ["Run", "E2EResult", "run_e2e", "TRANSPORT_COMBINATION"]
+
+TRANSPORT_COMBINATION = ("json", 2)
 
 
 @dataclass
@@ -67,13 +69,16 @@ def run_e2e(counts: dict[str, int], repeat: int, progress: Callable[[str], None]
                 name = worker_impl(impl, compression)
                 if name not in workers:
                     workers[name] = Worker("clients", "worker", "--impl", name)
+        workers["raw"] = Worker("clients", "worker", "--impl", "raw")
 
         def run(workload: str, impl: str, encoding: str, compression: int, events: int) -> dict[str, Any]:
-            worker = workers[worker_impl(impl, compression)]
-            return worker.request({"url": f"{server.url}/{workload}", "encoding": encoding,
+            worker = workers["raw" if impl in RAW_CLIENTS else worker_impl(impl, compression)]
+            return worker.request({"impl": impl, "url": f"{server.url}/{workload}", "encoding": encoding,
                                    "compression": compression, "events": events})
 
         plan = [(impl, e, c) for e, c in COMBINATIONS for impl in IMPLEMENTATIONS if supports(impl, e, c)]
+        # Transport alone, on the combination of the target: what each websocket library costs.
+        plan += [(impl, *TRANSPORT_COMBINATION) for impl in RAW_CLIENTS]
         progress(f"  end to end: warm-up ({len(plan)} client x combination runs)")
         for impl, e, c in plan:
             out = run("warmup", impl, e, c, WARMUP_EVENTS)
@@ -83,6 +88,8 @@ def run_e2e(counts: dict[str, int], repeat: int, progress: Callable[[str], None]
             for workload, count in counts.items():
                 progress(f"  end to end: repeat {r}/{repeat}, {workload}")
                 for impl, e, c in plan:
+                    if impl in RAW_CLIENTS and workload != "steady":
+                        continue
                     out = run(workload, impl, e, c, count)
                     if out.get("error"):
                         result.errors.append(f"{workload} {impl} {e} c{c} (repeat {r}): {out['error']}")
@@ -98,6 +105,8 @@ def run_e2e(counts: dict[str, int], repeat: int, progress: Callable[[str], None]
         server.stop()
     # Ratios pair repeats: drop the partner runs of a failed run so pairs stay aligned.
     for key, runs in list(result.runs.items()):
+        if key[1] in RAW_CLIENTS:
+            continue
         fast = result.runs.get((key[0], "fastshard", key[2], key[3]), [])
         if len(runs) != len(fast):
             result.errors.append(f"{key}: {len(runs)} runs vs {len(fast)} fastshard runs; no ratio")

@@ -157,6 +157,30 @@ def _e2e_table(r: Report, workload: str) -> list[str]:
     return lines + [""]
 
 
+def _transport_table(r: Report) -> list[str]:
+    """What the websocket library alone costs, beside the whole client, on the target combination."""
+    from .e2e import TRANSPORT_COMBINATION
+
+    e2e = r.e2e
+    assert e2e is not None
+    e, c = TRANSPORT_COMBINATION
+    rows = [("picows (fastshard's transport)", "raw-picows", "fastshard", "fastshard"),
+            ("aiohttp (discord.py's transport)", "raw-aiohttp", "discordpy", "discord.py shape"),
+            ("websockets", "raw-websockets", "websockets", "websockets loop")]
+    if all(e2e.cpu("steady", raw, e, c) is None for _, raw, _, _ in rows):
+        return []
+    lines = ["## Transport alone", "",
+             f"The same steady-state {combo_label(e, c)} stream received by each websocket library without "
+             "decoding anything (CPU us/message, READY to the last message), beside the whole client built "
+             "on it: the difference is inflate + decode + bookkeeping.", "",
+             "| websocket library | transport only us/message | whole client us/event | client |",
+             "|---|---:|---:|---|"]
+    for label, raw, full, client in rows:
+        lines.append(f"| {label} | {_num(e2e.cpu('steady', raw, e, c), 2)} "
+                     f"| {_num(e2e.cpu('steady', full, e, c), 2)} | {client} |")
+    return lines + [""]
+
+
 def _memory_table(r: Report) -> list[str]:
     m = r.memory
     assert m is not None
@@ -251,7 +275,7 @@ def _problems(r: Report) -> list[str]:
 def markdown(r: Report) -> str:
     lines = _header(r) + _summary(r)
     if r.e2e is not None:
-        lines += _e2e_table(r, "steady") + _e2e_table(r, "burst")
+        lines += _e2e_table(r, "steady") + _e2e_table(r, "burst") + _transport_table(r)
     if r.memory is not None:
         lines += _memory_table(r)
     lines += _wire_table(r)
