@@ -21,9 +21,10 @@ During the GUILD_CREATE burst every decoded payload is kept until the end of
 the pass, as a bot's guild cache does, so the garbage collector sees what it
 sees in production.
 
-Also runnable with pytest-benchmark::
+Also runnable with pytest-benchmark (path, inflate and JSON decode; the ETF
+codec's pytest-benchmark cases are in ``bench_etf.py``)::
 
-    python -m pytest bench/bench_codec.py --benchmark-enable -p no:cacheprovider
+    python -m pytest bench/bench_codec.py bench/bench_etf.py --benchmark-enable -p no:cacheprovider
 """
 from __future__ import annotations
 
@@ -334,3 +335,19 @@ if pytest is not None:
         make, _ = path_candidates(encoding, compression, _DISCORD)[name]
         items = _bench_items(encoding, compression)
         benchmark(_pass, make, items)
+
+    _INFLATE_CASES = [(c, name) for c in (1, 2, 3) for name in _inflate_candidates(c)]
+
+    @pytest.mark.parametrize("compression,name", _INFLATE_CASES,
+                             ids=[f"{COMPRESSION_LABELS[c]}-{n.replace(' ', '_')}" for c, n in _INFLATE_CASES])
+    def test_inflate(benchmark: Any, compression: int, name: str) -> None:
+        """Inflate only, 1000 steady-state JSON messages (payload compression: the compressed ones)."""
+        make, _ = _inflate_candidates(compression)[name]
+        items = [m.data for m in _bench_items("json", compression) if not m.text]
+        benchmark(_pass, make, items)
+
+    @pytest.mark.parametrize("name", ["orjson", "json"])
+    def test_json_decode(benchmark: Any, name: str) -> None:
+        """JSON decode only, 1000 steady-state payloads (ETF decode/encode: bench_etf.py)."""
+        loads = orjson.loads if name == "orjson" else json.loads
+        benchmark(_pass, lambda: loads, list(encoded("steady", 1000, "json")))
