@@ -116,7 +116,8 @@ class _EventStream:
     def __init__(self, shard: "WebsocketShard") -> None:
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._done = False
-        shard._streams.add(self)
+        # A weak reference: an iterator the user dropped must not keep collecting events.
+        shard._streams.append(weakref.ref(self, shard._forget_stream))
 
     def _put(self, item: Any) -> None:
         self._queue.put_nowait(item)
@@ -237,7 +238,7 @@ class WebsocketShard:
         self._status = ShardStatus.CLOSED
         self._listeners: dict[str, list[list[Any]]] = {name: [] for name in EVENT_NAMES}
         self._event_listeners = self._listeners["event"]
-        self._streams: weakref.WeakSet[_EventStream] = weakref.WeakSet()
+        self._streams: list[weakref.ref[_EventStream]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listener: Optional[_Listener] = None
         self._transport: Optional[picows.WSTransport] = None
@@ -650,9 +651,17 @@ class WebsocketShard:
 
     def _finish(self, error: Optional[ShardError]) -> None:
         self._fail_pings(NotConnectedError("the shard closed before the pong arrived"))
-        for stream in list(self._streams):
-            stream._put(error if error is not None else _EventStream._END)
-        self._streams = weakref.WeakSet()
+        streams, self._streams = self._streams, []
+        for ref in streams:
+            stream = ref()
+            if stream is not None:
+                stream._put(error if error is not None else _EventStream._END)
+
+    def _forget_stream(self, ref: "weakref.ref[_EventStream]") -> None:
+        try:
+            self._streams.remove(ref)
+        except ValueError:
+            pass  # already ended by _finish
 
     def _fail_pings(self, error: Exception) -> None:
         pings, self._pings = self._pings, []
@@ -662,22 +671,31 @@ class WebsocketShard:
 
     # -- internals: incoming ------------------------------------------------
     def _on_payload(self, payload: dict[str, Any]) -> None:
+        # The per-dispatch hot path: every check here is paid once per event.
         if payload.get("op") == 0 and payload.get("t") not in _NOT_EVENTS:
             gateway = self._gateway
             if gateway.resuming:
                 gateway.replayed += 1
-            for entry in tuple(self._event_listeners) if self._event_listeners else ():
-                callback, once = entry
-                if once:
-                    try:
-                        self._event_listeners.remove(entry)
-                    except ValueError:
-                        continue
-                self._call("event", callback, payload)
-            for stream in self._streams:
-                stream._put(payload)
+            if self._event_listeners:
+                self._emit_event(payload)
+            if self._streams:
+                for ref in self._streams:
+                    stream = ref()
+                    if stream is not None:
+                        stream._queue.put_nowait(payload)
             return
         self._apply(self._gateway.receive(payload, self._now()))
+
+    def _emit_event(self, payload: dict[str, Any]) -> None:
+        listeners = self._event_listeners
+        for entry in tuple(listeners):
+            callback, once = entry
+            if once:
+                try:
+                    listeners.remove(entry)
+                except ValueError:
+                    continue
+            self._call("event", callback, payload)
 
     def _apply(self, actions: list[Any]) -> None:
         for action in actions:

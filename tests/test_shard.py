@@ -282,6 +282,22 @@ async def test_close_frame_reaches_the_gateway_while_events_stream(make_sim, mak
         assert code == 4900 and "resumable" in reason
 
 
+async def test_a_dropped_event_iterator_is_released(sim, make_shard):
+    import gc
+    import weakref
+
+    shard, rec = make_shard(sim)
+    stream = shard.events()
+    kept = shard.events()
+    ref = weakref.ref(stream)
+    del stream
+    gc.collect()
+    assert ref() is None  # the shard does not keep it alive to fill its queue forever
+    await connect_ready(shard, rec)
+    await rec.until(lambda: len(rec.events) == 2)
+    assert [await asyncio.wait_for(kept.__anext__(), 1) for _ in range(2)] == rec.events
+
+
 async def test_connect_failure_is_clear():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
