@@ -585,7 +585,12 @@ cdef class MessageDecoder:
         cdef Peek pk
         cdef bint sure
         cdef object payload, s, t
-        self.raw_bytes += n
+        if self._is_etf and n >= 6 and p[1] == 80:
+            # A compressed ETF term (payload compression): count what it inflates
+            # to, as for every other compression (the ETF decoder checks the size).
+            self.raw_bytes += 1 + <long long>_be(p + 2, 4)
+        else:
+            self.raw_bytes += n
         if self._has_disabled:
             sure = _etf_peek(p, n, &pk) if self._is_etf else _json_peek(p, n, &pk)
             if (sure and (pk.found & _HAVE_OP) and pk.op == 0 and (pk.found & _HAVE_T)

@@ -112,7 +112,11 @@ class PyMessageDecoder:
         raw = self._inflate(data, binary)
         if raw is None:
             return None
-        self.raw_bytes += len(raw)
+        if self._etf is not None and len(raw) >= 6 and raw[1] == 80:
+            # A compressed ETF term: count what it inflates to (the ETF decoder checks the size).
+            self.raw_bytes += 1 + int.from_bytes(raw[2:6], "big")
+        else:
+            self.raw_bytes += len(raw)
         payload = self._decode(raw)
         if not isinstance(payload, dict):
             raise DecodeError(f"gateway payload is not an object but {type(payload).__name__}")

@@ -57,8 +57,11 @@ async def test_identify_ready_and_events_in_every_encoding(make_sim, make_shard,
     assert rec.seqs() == [2, 3, 4, 5]
     got = [await asyncio.wait_for(stream.__anext__(), 2) for _ in range(4)]
     assert got == rec.events
-    assert shard.bytes_received > 0 and shard.bytes_decoded >= shard.bytes_received * (compression in (0, 1)) \
-        and shard.bytes_decoded > 0
+    assert shard.bytes_received > 0
+    if compression == 0:
+        assert shard.bytes_decoded == shard.bytes_received
+    else:  # GUILD_CREATEs compress well in every mode, ETF's compressed terms included
+        assert shard.bytes_decoded > 2 * shard.bytes_received
 
 
 async def test_etf_big_ints_can_be_ints(make_sim, make_shard):
