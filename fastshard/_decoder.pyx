@@ -559,6 +559,7 @@ cdef class MessageDecoder:
                     return self._finish(raw, self._zlib.out_ptr, self._zlib.out_size)
                 finally:
                     raw.release()
+                    self._zlib._out.clear()  # gives a large message's buffer back (see ByteBuffer.clear)
             return self._finish(raw, self._zlib.out_ptr, self._zlib.out_size)
         if c == 3:
             raw = self._zstd.feed(p, n)
@@ -569,6 +570,7 @@ cdef class MessageDecoder:
                     return self._finish(raw, self._zstd.out_ptr, self._zstd.out_size)
                 finally:
                     raw.release()
+                    self._zstd._out.clear()
             return self._finish(raw, self._zstd.out_ptr, self._zstd.out_size)
         if c == 1 and binary and not self._is_etf:
             raw = self._payload_zlib.feed(p, n)
