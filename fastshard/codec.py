@@ -46,6 +46,7 @@ DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
 _ZLIB_ERROR: type[Exception] = zlib_ng.error  # type: ignore[assignment]
 _PICOWS_CONTINUATION = 0
+_PICOWS_TEXT = 1
 _PICOWS_BINARY = 2
 
 
@@ -86,6 +87,8 @@ class PyMessageDecoder:
     # -- intake -----------------------------------------------------------
     def feed_frame(self, frame: Any) -> dict[str, Any] | None:
         msg_type = int(frame.msg_type.value if hasattr(frame.msg_type, "value") else frame.msg_type)
+        if msg_type not in (_PICOWS_CONTINUATION, _PICOWS_TEXT, _PICOWS_BINARY):
+            return None  # ping/pong/close belong to the shard, not the decoder
         data = frame.get_payload_as_bytes()
         if msg_type == _PICOWS_CONTINUATION:
             self._append_fragment(data)

@@ -61,6 +61,9 @@ class _Listener(picows.WSListener):
 
     def __init__(self, shard: "WebsocketShard") -> None:
         self.shard = shard
+        # Bound once: these two run for every frame.
+        self._feed = shard._decoder.feed_frame
+        self._deliver = shard._on_payload
         self.transport: Optional[picows.WSTransport] = None
         self.close_code: Optional[int] = None
         self.close_reason = ""
@@ -72,23 +75,21 @@ class _Listener(picows.WSListener):
         self.transport = transport
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
-        shard = self.shard
+        # On a connection we are leaving nothing counts any more but its close frame.
+        if self.intent is None and self.shard._listener is self:
+            try:
+                payload = self._feed(frame)  # None for control frames and unfinished messages
+            except ShardError as exc:
+                self.shard._reconnect_now(close_codes.CLIENT_BAD_DATA, f"undecodable data from the gateway: {exc}")
+                return
+            if payload is not None:
+                self._deliver(payload)
+                return
         msg_type = frame.msg_type
         if msg_type is _MSG_CLOSE:
             self._on_close_frame(transport, frame)
-            return
-        if shard._listener is not self or self.intent is not None:
-            return  # a connection we are leaving: nothing on it counts any more
-        if msg_type is _MSG_TEXT or msg_type is _MSG_BINARY or msg_type is _MSG_CONTINUATION:
-            try:
-                payload = shard._decoder.feed_frame(frame)
-            except ShardError as exc:
-                shard._reconnect_now(close_codes.CLIENT_BAD_DATA, f"undecodable data from the gateway: {exc}")
-                return
-            if payload is not None:
-                shard._on_payload(payload)
         elif msg_type is _MSG_PONG:
-            shard._on_pong(frame.get_payload_as_bytes())
+            self.shard._on_pong(frame.get_payload_as_bytes())
 
     def _on_close_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         code = int(cast(SupportsInt, frame.get_close_code()))
@@ -237,7 +238,9 @@ class WebsocketShard:
 
         self._status = ShardStatus.CLOSED
         self._listeners: dict[str, list[list[Any]]] = {name: [] for name in EVENT_NAMES}
-        self._event_listeners = self._listeners["event"]
+        # The "event" callbacks as a tuple while none of them is a once(): the
+        # hot path calls them without walking the entries.  None otherwise.
+        self._event_callbacks: Optional[tuple[Callback, ...]] = ()
         self._streams: list[weakref.ref[_EventStream]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listener: Optional[_Listener] = None
@@ -311,6 +314,11 @@ class WebsocketShard:
         """Remove ``callback`` from ``name`` (registered with on() or once())."""
         _check_event_name(name)
         self._listeners[name][:] = [e for e in self._listeners[name] if e[0] is not callback and e[0] != callback]
+        self._listeners_changed()
+
+    def _listeners_changed(self) -> None:
+        entries = self._listeners["event"]
+        self._event_callbacks = None if any(once for _, once in entries) else tuple(cb for cb, _ in entries)
 
     def _add_listener(self, name: str, callback: Optional[Callback], once: bool) -> Any:
         _check_event_name(name)
@@ -322,6 +330,7 @@ class WebsocketShard:
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
         self._listeners[name].append([callback, once])
+        self._listeners_changed()
         return callback
 
     def events(self) -> AsyncIterator[dict[str, Any]]:
@@ -345,15 +354,18 @@ class WebsocketShard:
                     entries.remove(entry)
                 except ValueError:
                     continue  # removed meanwhile by off() or an earlier emit
-            self._call(name, callback, value)
+                self._listeners_changed()
+            try:
+                result = callback(value)
+            except Exception as exc:
+                self._callback_failed(name, callback, exc)
+                continue
+            if result is not None:
+                self._schedule(result, name, callback)
 
-    def _call(self, name: str, callback: Callback, value: Any) -> None:
-        try:
-            result = callback(value)
-        except Exception as exc:
-            self._callback_failed(name, callback, exc)
-            return
-        if result is not None and inspect.isawaitable(result):
+    def _schedule(self, result: Any, name: str, callback: Callback) -> None:
+        """What a callback returned: a coroutine (or other awaitable) runs as a task."""
+        if inspect.isawaitable(result):
             # Scheduled, never awaited here: a slow handler must not stall the read loop.
             task = asyncio.ensure_future(result)
             self._tasks.add(task)
@@ -676,8 +688,20 @@ class WebsocketShard:
             gateway = self._gateway
             if gateway.resuming:
                 gateway.replayed += 1
-            if self._event_listeners:
-                self._emit_event(payload)
+            callbacks = self._event_callbacks
+            if callbacks is None:
+                self._emit("event", payload)
+            else:
+                # _emit() inlined for the common case (no once() listener): one
+                # Python call less per event and per callback.
+                for callback in callbacks:
+                    try:
+                        result = callback(payload)
+                    except Exception as exc:
+                        self._callback_failed("event", callback, exc)
+                        continue
+                    if result is not None:
+                        self._schedule(result, "event", callback)
             if self._streams:
                 for ref in self._streams:
                     stream = ref()
@@ -685,17 +709,6 @@ class WebsocketShard:
                         stream._queue.put_nowait(payload)
             return
         self._apply(self._gateway.receive(payload, self._now()))
-
-    def _emit_event(self, payload: dict[str, Any]) -> None:
-        listeners = self._event_listeners
-        for entry in tuple(listeners):
-            callback, once = entry
-            if once:
-                try:
-                    listeners.remove(entry)
-                except ValueError:
-                    continue
-            self._call("event", callback, payload)
 
     def _apply(self, actions: list[Any]) -> None:
         for action in actions:

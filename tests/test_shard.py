@@ -25,6 +25,8 @@ async def test_identify_ready_and_events_in_every_encoding(make_sim, make_shard,
                                                            impl):
     if impl == "python":  # the plain-Python reference decoder must behave the same
         monkeypatch.setenv("FASTSHARD_PURE_PYTHON", "1")
+    else:
+        monkeypatch.delenv("FASTSHARD_PURE_PYTHON", raising=False)
     sim = await make_sim(guilds=3)
     shard, rec = make_shard(sim, encoding=encoding, compression=compression, id=1, total=2,
                             large_threshold=100, presence={"status": "idle", "activities": [], "since": None,
