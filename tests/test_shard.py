@@ -59,6 +59,12 @@ async def test_identify_ready_and_events_in_every_encoding(make_sim, make_shard,
     assert rec.seqs() == [2, 3, 4, 5]
     got = [await asyncio.wait_for(stream.__anext__(), 2) for _ in range(4)]
     assert got == rec.events
+
+    # Commands go out in the shard's encoding (ETF with binary keys: atom keys would get 4002).
+    presence = {"since": None, "activities": [{"name": "tests", "type": 0}], "status": "dnd", "afk": False}
+    await shard.send({"op": 3, "d": presence})
+    assert (await conn.wait_for_op(3))["d"] == presence
+    assert not conn.atom_keys and not conn.closed
     assert shard.bytes_received > 0
     if compression == 0:
         assert shard.bytes_decoded == shard.bytes_received
