@@ -244,7 +244,6 @@ class WebsocketShard:
         self._streams: list[weakref.ref[_EventStream]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listener: Optional[_Listener] = None
-        self._transport: Optional[picows.WSTransport] = None
         self._heartbeat_timer: Optional[asyncio.TimerHandle] = None
         self._reconnect_task: Optional[asyncio.Task[None]] = None
         self._reconnect_attempt = 0
@@ -431,7 +430,6 @@ class WebsocketShard:
             except Exception:
                 listener.transport.disconnect(graceful=False)
         self._listener = None
-        self._transport = None
         self._status = ShardStatus.CLOSED
         self._finish(None)
 
@@ -534,7 +532,7 @@ class WebsocketShard:
         self._listener = listener
         self._debug(f"connecting to {url}")
         try:
-            transport, _ = await picows.ws_connect(
+            await picows.ws_connect(
                 lambda: listener, url,
                 websocket_handshake_timeout=self.connect_timeout,
                 max_frame_size=self._max_message_size,
@@ -547,8 +545,6 @@ class WebsocketShard:
         if self._closing or self._listener is not listener:
             # close() (or a failure) happened while the handshake was in flight: do not keep the socket.
             self._leave(listener, "close", close_codes.CLIENT_CLOSE, "closing")
-            return
-        self._transport = transport
 
     def _open_transport(self) -> picows.WSTransport:
         listener = self._listener
@@ -591,7 +587,6 @@ class WebsocketShard:
         if listener is not self._listener:
             return
         self._cancel_heartbeat()
-        self._transport = None
         self._fail_pings(NotConnectedError("the connection closed before the pong arrived"))
         if self._closing or listener.intent == "close":
             return
@@ -655,7 +650,6 @@ class WebsocketShard:
         listener, self._listener = self._listener, None
         if listener is not None and not listener.disconnected:
             self._leave(listener, "close", close_codes.CLIENT_CLOSE, "stopping")
-        self._transport = None
         self._status = ShardStatus.CLOSED
         self._debug(f"shard stopped: {error}")
         self._finish(error)
