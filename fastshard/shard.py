@@ -434,7 +434,12 @@ class WebsocketShard:
         self._finish(None)
 
     async def ping(self, data: Union[str, bytes, bytearray, None] = None, timeout: float = 10.0) -> float:
-        """Send a websocket ping; returns the round trip in milliseconds (also ``last_ping``)."""
+        """Send a websocket ping; returns the round trip in milliseconds (also ``last_ping``).
+
+        ``data`` (str or bytes) must encode to at most 125 bytes.  Raises
+        ``NotConnectedError`` without an open connection or if it closes
+        first, and ``asyncio.TimeoutError`` when no pong comes within ``timeout``.
+        """
         if data is None:
             self._ping_counter += 1
             payload = b"fastshard-%d" % self._ping_counter
