@@ -5,7 +5,10 @@
 from __future__ import annotations
 
 from .errors import (ConnectionFailedError, DecodeError, GatewayCloseError, InvalidSessionError,
-                     NotConnectedError, PayloadTooLargeError, RateLimitedError, ShardError)
+                     NotConnectedError, PayloadTooLargeError, RateLimitedError, SessionStartLimitError,
+                     ShardError)
+from .identify_queue import IdentifyQueue, LocalIdentifyQueue
+from .session_store import FileSessionStore, MemorySessionStore, SessionInfo, SessionStore
 from .shard import ShardStatus, WebsocketShard
 
 __version__ = "0.1.0"
@@ -21,5 +24,12 @@ __all__ = [
     "ConnectionFailedError",
     "DecodeError",
     "PayloadTooLargeError",
+    "SessionStartLimitError",
+    "IdentifyQueue",
+    "LocalIdentifyQueue",
+    "SessionStore",
+    "SessionInfo",
+    "MemorySessionStore",
+    "FileSessionStore",
     "__version__",
 ]

@@ -15,6 +15,7 @@ __all__ = [
     "ConnectionFailedError",
     "DecodeError",
     "PayloadTooLargeError",
+    "SessionStartLimitError",
 ]
 
 
@@ -84,3 +85,22 @@ class DecodeError(ShardError):
 
 class PayloadTooLargeError(ShardError, ValueError):
     """An outgoing payload encodes to more than the gateway accepts (4096 bytes)."""
+
+
+class SessionStartLimitError(ShardError):
+    """Not enough session starts are left in Discord's daily budget.
+
+    ``remaining`` is how many IDENTIFYs the budget still allows and
+    ``reset_after`` how many seconds until it resets.  Spending the last ones
+    makes Discord terminate every session and reset the bot's token, so
+    fastshard refuses before spending any.
+    """
+
+    def __init__(self, remaining: int, reset_after: float, needed: int | None = None) -> None:
+        self.remaining = remaining
+        self.reset_after = reset_after
+        self.needed = needed
+        need = f"{needed} shards must identify but " if needed is not None else ""
+        super().__init__(f"{need}only {remaining} session starts are left today; the budget resets in "
+                         f"{reset_after:.0f} s. Wait for the reset (or resume stored sessions) rather than "
+                         "identify: Discord resets the token of a bot that runs out")
