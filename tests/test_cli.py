@@ -21,12 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from fastshard import _cli_bench, intents
-from fastshard._cli_gateway import GatewayLookupError, fetch_gateway_bot
-from fastshard._cli_listen import explain_failure
-from fastshard._cli_output import (JsonlWriter, Stats, clean, event_line, resume_command, status_line,
+from fastshard import intents
+from fastshard.cli import bench as _cli_bench
+from fastshard.rest import GatewayLookupError, fetch_gateway_bot
+from fastshard.cli.listen import explain_failure
+from fastshard.cli.output import (JsonlWriter, Stats, clean, event_line, resume_command, status_line,
                                    summarize, summary_text)
-from fastshard.cli import build_parser, main, parse_event_names, parse_resume, parse_shard
+from fastshard.cli.main import build_parser, main, parse_event_names, parse_resume, parse_shard
 from fastshard.errors import GatewayCloseError, InvalidSessionError
 from fastshard.testing import GatewaySimulator
 
@@ -126,7 +127,7 @@ def test_usage_errors_exit_2_with_a_message(argv, message, capsys, monkeypatch):
 def test_token_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("DISCORD_TOKEN", "from-env")
     args = build_parser().parse_args(["listen"])
-    from fastshard.cli import _check_listen
+    from fastshard.cli.main import _check_listen
 
     _check_listen(args)
     assert args.token == "from-env"

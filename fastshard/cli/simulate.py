@@ -10,7 +10,7 @@ __all__ = ["run_simulate"]
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from .testing import GatewaySimulator
+    from ..testing import GatewaySimulator
 
     sim = GatewaySimulator(args.host, args.port, seed=args.seed, guilds=args.guilds,
                            heartbeat_interval=args.heartbeat_interval, token=args.require_token,

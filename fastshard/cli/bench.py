@@ -17,7 +17,7 @@ __all__ = ["find_bench_root", "run_bench"]
 
 def find_bench_root() -> Path | None:
     """The directory holding ``bench/__main__.py``, or None."""
-    candidates = [Path(__file__).resolve().parent.parent, Path.cwd()]
+    candidates = [Path(__file__).resolve().parents[2], Path.cwd()]
     for root in candidates:
         if (root / "bench" / "__main__.py").is_file():
             return root

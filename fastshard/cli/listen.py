@@ -15,11 +15,11 @@ import signal
 import sys
 from typing import IO, Any, Callable
 
-from ._cli_gateway import GatewayLookupError, fetch_gateway_bot
-from ._cli_output import (JsonlWriter, Stats, disallowed_intents_message, event_line, resume_command,
+from ..rest import GatewayLookupError, fetch_gateway_bot
+from .output import (JsonlWriter, Stats, disallowed_intents_message, event_line, resume_command,
                           status_line, summary_text)
-from .errors import ConnectionFailedError, GatewayCloseError, InvalidSessionError, ShardError
-from .intents import intent_names
+from ..errors import ConnectionFailedError, GatewayCloseError, InvalidSessionError, ShardError
+from ..intents import intent_names
 
 __all__ = ["run_listen", "Display", "explain_failure"]
 
@@ -178,7 +178,7 @@ class Listener:
             self.display.info(f"connecting to Discord at {self.url} as shard "
                               f"{self.shard_ids[0]}/{self.shard_ids[1]}{note}")
             return None
-        from .testing import GatewaySimulator
+        from ..testing import GatewaySimulator
 
         self.sim = GatewaySimulator(seed=args.seed, guilds=args.guilds, event_rate=args.rate)
         try:
@@ -291,7 +291,7 @@ class Listener:
             pass  # the heartbeat and the reconnect logic deal with a dead connection
 
     async def run(self) -> int:
-        from .shard import ShardStatus, WebsocketShard
+        from ..shard import ShardStatus, WebsocketShard
 
         args = self.args
         if args.output:

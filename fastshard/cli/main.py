@@ -1,8 +1,8 @@
 """The ``fastshard`` command: ``listen``, ``simulate`` and ``bench``.
 
 This module only parses and validates arguments; the work is in
-``_cli_listen`` (watch a gateway), ``_cli_simulate`` (run the simulator) and
-``_cli_bench`` (run the benchmark suite), imported only when needed so that
+``listen`` (watch a gateway), ``simulate`` (run the simulator) and
+``bench`` (run the benchmark suite), imported only when needed so that
 ``fastshard --help`` stays instant.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 import sys
 from typing import Sequence
 
-from .intents import DEFAULT_INTENTS, parse_intents
+from ..intents import DEFAULT_INTENTS, parse_intents
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -269,14 +269,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "listen":
             _check_listen(args)
-            from ._cli_listen import run_listen
+            from .listen import run_listen
 
             return run_listen(args)
         if args.command == "simulate":
-            from ._cli_simulate import run_simulate
+            from .simulate import run_simulate
 
             return run_simulate(args)
-        from ._cli_bench import run_bench
+        from .bench import run_bench
 
         return run_bench(args.args)
     except KeyboardInterrupt:

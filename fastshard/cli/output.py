@@ -12,7 +12,7 @@ from typing import IO, Any, Callable, Mapping
 
 import orjson
 
-from .intents import intent_names, portal_labels, privileged_names
+from ..intents import intent_names, portal_labels, privileged_names
 
 __all__ = [
     "clean",
