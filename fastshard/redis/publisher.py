@@ -233,7 +233,7 @@ class RedisPublisher:
                 await conn.read_response()
                 return
             except Exception as exc:
-                if attempt == 0 and "NOSCRIPT" in str(exc):
+                if attempt == 0 and (type(exc).__name__ == "NoScriptError" or "NOSCRIPT" in str(exc)):
                     await self._load_sha()  # Redis restarted without the script
                     continue
                 raise
