@@ -13,6 +13,9 @@ cdef class MessageDecoder:
     cdef readonly bint big_ints_as_str
     cdef readonly Py_ssize_t max_message_size
     cdef readonly frozenset disabled_events
+    cdef readonly bint raw_dispatches
+    cdef bint _peeks
+    cdef object _etf_inflate
     cdef public long long wire_bytes
     cdef public long long raw_bytes
     cdef object _sequence

@@ -7,12 +7,20 @@ differential tests compare the two and it documents the rules in readable form.
 
 Decoder interface (both implementations):
 
-``decoder.feed(data, binary) -> dict | None``
+``decoder.feed(data, binary) -> dict | tuple | None``
     One complete websocket message (bytes-like).  Returns the gateway payload,
     or ``None`` when nothing is to be delivered yet: a zlib-stream message
     without the ``00 00 ff ff`` suffix, or a dispatch named in
     ``disabled_events`` (whose sequence is still tracked).  Raises
-    :class:`fastshard.errors.DecodeError` on anything malformed.
+    :class:`fastshard.errors.DecodeError` on anything malformed, a dispatch
+    (op 0) whose ``t`` is not a str or whose ``s`` is not an int included.
+    With ``raw_dispatches=True``, a dispatch other than READY/RESUMED comes
+    back as the tuple ``(t: str, s: int, raw: bytes)``, ``raw`` being the
+    whole message after inflation (JSON text or the plain ETF term), its
+    ``d`` not decoded.
+``max_message_size``
+    The most any message may be, on the wire or inflated (zlib, zstd, or an
+    ETF compressed term): past it, DecodeError.
 ``decoder.feed_frame(frame) -> dict | None``
     A picows ``WSFrame`` (TEXT, BINARY or CONTINUATION); fragmented messages
     are reassembled internally.  The frame is not kept after the call.
@@ -61,7 +69,7 @@ class PyMessageDecoder:
 
     def __init__(self, encoding: str = "json", compression: int = 0, *, big_ints_as_str: bool = True,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-                 disabled_events: Iterable[str] = ()) -> None:
+                 disabled_events: Iterable[str] = (), raw_dispatches: bool = False) -> None:
         if encoding not in ("json", "etf"):
             raise ValueError(f"encoding must be 'json' or 'etf', not {encoding!r}")
         if compression not in (0, 1, 2, 3):
@@ -71,6 +79,7 @@ class PyMessageDecoder:
         self.big_ints_as_str = big_ints_as_str
         self.max_message_size = max_message_size
         self.disabled_events = frozenset(disabled_events)
+        self.raw_dispatches = raw_dispatches
         self.sequence: int | None = None
         self.wire_bytes = 0
         self.raw_bytes = 0
@@ -85,7 +94,7 @@ class PyMessageDecoder:
         self._zstd = zstandard.ZstdDecompressor().decompressobj() if self.compression == 3 else None
 
     # -- intake -----------------------------------------------------------
-    def feed_frame(self, frame: Any) -> dict[str, Any] | None:
+    def feed_frame(self, frame: Any) -> Any:
         msg_type = int(frame.msg_type.value if hasattr(frame.msg_type, "value") else frame.msg_type)
         if msg_type not in (_PICOWS_CONTINUATION, _PICOWS_TEXT, _PICOWS_BINARY):
             return None  # ping/pong/close belong to the shard, not the decoder
@@ -110,25 +119,40 @@ class PyMessageDecoder:
             raise DecodeError(f"fragmented message is larger than max_message_size ({self.max_message_size} bytes)")
         self._fragments += data
 
-    def feed(self, data: bytes | bytearray | memoryview, binary: bool) -> dict[str, Any] | None:
+    def feed(self, data: bytes | bytearray | memoryview, binary: bool) -> Any:
         self.wire_bytes += len(data)
         raw = self._inflate(data, binary)
         if raw is None:
             return None
-        if self._etf is not None and len(raw) >= 6 and raw[1] == 80:
-            # A compressed ETF term: count what it inflates to (the ETF decoder checks the size).
-            self.raw_bytes += 1 + int.from_bytes(raw[2:6], "big")
-        else:
-            self.raw_bytes += len(raw)
+        if self._etf is not None and len(raw) >= 2 and raw[1] == 80:
+            # A compressed ETF term: inflated here, within max_message_size.
+            raw = self._etf.inflate_term(raw, self.max_message_size)
+        self.raw_bytes += len(raw)
         payload = self._decode(raw)
         if not isinstance(payload, dict):
             raise DecodeError(f"gateway payload is not an object but {type(payload).__name__}")
         s = payload.get("s")
-        if type(s) is int and (self.sequence is None or s > self.sequence):
-            self.sequence = s
-        if self.disabled_events and payload.get("op") == 0 and payload.get("t") in self.disabled_events:
+        op = payload.get("op")
+        if type(op) is not int or op != 0:
+            if type(s) is int:
+                self._track(s)
+            return payload
+        # A dispatch: its name and sequence are what every layer above relies on.
+        t = payload.get("t")
+        if type(t) is not str:
+            raise DecodeError(f"dispatch (op 0) whose t is {type(t).__name__}, not the event name")
+        if type(s) is not int:
+            raise DecodeError(f"dispatch (op 0) whose s is {type(s).__name__}, not the sequence number")
+        self._track(s)
+        if t in self.disabled_events:
             return None
+        if self.raw_dispatches and t != "READY" and t != "RESUMED":
+            return (t, s, bytes(raw))
         return payload
+
+    def _track(self, s: int) -> None:
+        if self.sequence is None or s > self.sequence:
+            self.sequence = s
 
     # -- decompression ----------------------------------------------------
     def _inflate(self, data: bytes | bytearray | memoryview, binary: bool) -> bytes | bytearray | memoryview | None:

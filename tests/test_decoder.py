@@ -185,6 +185,83 @@ def test_same_results_as_reference(encoding, compression, disabled):
         assert len(delivered) < len(payloads)
 
 
+def _decode_plain(raw: bytes, encoding: str):
+    from fastshard import _etf
+
+    return orjson.loads(raw) if encoding == "json" else _etf.decode(raw)
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("disabled", [(), ("TYPING_START",)])
+def test_raw_dispatches_same_as_reference(encoding, compression, disabled):
+    payloads = traffic(7, 300, big_every=60)
+    payloads.insert(1, {"t": "READY", "s": 0, "op": 0, "d": {"session_id": "abc", "v": 10}})
+    payloads.insert(150, {"op": 0, "s": 148, "t": "RESUMED", "d": {"_trace": ["x"]}})
+    messages = wire(payloads, encoding, compression)
+    ref = pure(encoding, compression, disabled_events=disabled, raw_dispatches=True)
+    fast = MessageDecoder(encoding, compression, disabled_events=disabled, raw_dispatches=True)
+    assert fast.raw_dispatches is True and ref.raw_dispatches is True
+    got, expected = run(fast, messages), run(ref, messages)
+    assert got == expected
+    decoded = run(pure(encoding, compression), messages)   # what a full decode gives
+    assert fast.sequence == ref.sequence == max(p["s"] for p in payloads if p["s"] is not None)
+    raw_seen = 0
+    for payload, full, out in zip(payloads, decoded, got):
+        if payload["op"] == 0 and payload["t"] in disabled:
+            assert out is None
+        elif payload["op"] == 0 and payload["t"] not in ("READY", "RESUMED"):
+            t, s, raw = out
+            assert type(raw) is bytes and (t, s) == (payload["t"], payload["s"])
+            assert _decode_plain(raw, encoding) == full        # the whole message, d untouched
+            if encoding == "etf":
+                assert raw[0] == 131 and raw[1] != 80           # a compressed term comes inflated
+            raw_seen += 1
+        else:
+            assert out == full                                  # READY/RESUMED/other ops: dicts
+    assert raw_seen > 100
+    # through picows frames too, fragmented
+    fast = MessageDecoder(encoding, compression, disabled_events=disabled, raw_dispatches=True)
+    for (data, binary), want in zip(messages, expected):
+        first = WSMsgType.BINARY if binary else WSMsgType.TEXT
+        half = len(data) // 2
+        assert fast.feed_frame(_make_test_ws_frame(first, data[:half], False, False)) is None
+        assert fast.feed_frame(_make_test_ws_frame(WSMsgType.CONTINUATION, data[half:], True, False)) == want
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_raw_dispatches_when_the_peek_is_unsure(encoding):
+    # The peek gives up (escaped key / Latin-1 atom): the full decode gives the same tuple.
+    if encoding == "json":
+        raw = b'{"\\u0074":"MESSAGE_CREATE","s":9,"op":0,"d":{"a":1}}'
+        assert peek(raw, "json") is None
+    else:
+        raw = (b"\x83t\x00\x00\x00\x04" + b"m\x00\x00\x00\x01t" + b"s\x02\xe9a"
+               + b"m\x00\x00\x00\x01sa\x09" + b"m\x00\x00\x00\x02opa\x00" + b"m\x00\x00\x00\x01dj")
+        assert peek(raw, "etf") is None
+    t = "MESSAGE_CREATE" if encoding == "json" else "\u00e9a"
+    for decoder in (MessageDecoder(encoding, 0, raw_dispatches=True), pure(encoding, 0, raw_dispatches=True)):
+        assert decoder.feed(raw, encoding == "etf") == (t, 9, raw)
+        assert decoder.sequence == 9
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_bad_dispatches_are_decode_errors_in_every_mode(encoding, compression):
+    bad = [{"op": 0, "t": {}, "d": {}}, {"op": 0, "t": {}, "s": 1, "d": {}}, {"op": 0, "t": None, "s": 2, "d": {}},
+           {"op": 0, "t": "MESSAGE_CREATE", "s": None, "d": {}}, {"op": 0, "t": "MESSAGE_CREATE", "d": {}},
+           {"op": 0, "t": True, "s": 3, "d": {}}, {"op": 0, "t": "MESSAGE_CREATE", "s": 1.5, "d": {}},
+           {"op": 0, "t": 5, "s": 3, "d": {}}]
+    for options in ({}, {"disabled_events": ["TYPING_START"]}, {"raw_dispatches": True},
+                    {"disabled_events": ["MESSAGE_CREATE"], "raw_dispatches": True}):
+        for payload in bad:
+            for decoder in (MessageDecoder(encoding, compression, **options), pure(encoding, compression, **options)):
+                data, binary = Packer(encoding, compression).pack(payload)
+                with pytest.raises(DecodeError, match=r"dispatch \(op 0\) whose [ts] is"):
+                    decoder.feed(data, binary)
+                assert decoder.sequence is None
+
+
 @pytest.mark.parametrize("compression", COMPRESSIONS)
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_fragmented_frames_reassembled(encoding, compression):
@@ -424,10 +501,23 @@ TRICKY_JSON = [
     (b'{"t":"TYPING\\u005fSTART","s":10,"op":0,"d":{}}', None, 10),
     # op is not 0: never dropped
     (b'{"t":"TYPING_START","s":11,"op":1,"d":{}}', "TYPING_START", 11),
-    # no s at all
-    (b'{"t":"TYPING_START","op":0,"d":{}}', None, None),
     (b'{"t":null,"s":null,"op":11,"d":null}', None, None),
-    (b'{"op":0,"d":[1,{"t":"x"}],"s":12.0,"t":"TYPING_START"}', None, None),
+    # duplicate keys: the last one counts, in the peek as in orjson
+    (b'{"op":0,"t":"TYPING_START","s":5,"t":"MESSAGE_CREATE","d":{}}', "MESSAGE_CREATE", 5),
+    (b'{"op":0,"t":"MESSAGE_CREATE","s":5,"t":"TYPING_START","s":6,"d":{}}', None, 6),
+    (b'{"t":"TYPING_START","s":50,"op":0,"d":{},"s":13}', None, 13),
+    (b'{"t":"TYPING_START","s":14,"op":1,"d":{},"op":0}', None, 14),
+    # a dispatch without a str t or an int s is bad data (DecodeError), peeked or not
+    (b'{"t":"TYPING_START","op":0,"d":{}}', DecodeError, None),
+    (b'{"op":0,"d":[1,{"t":"x"}],"s":12.0,"t":"TYPING_START"}', DecodeError, None),
+    (b'{"op":0,"t":{},"d":{}}', DecodeError, None),
+    (b'{"op":0,"t":{},"s":3,"d":{}}', DecodeError, None),
+    (b'{"op":0,"t":null,"s":3,"d":{}}', DecodeError, None),
+    (b'{"op":0,"t":["TYPING_START"],"s":3,"d":{}}', DecodeError, None),
+    (b'{"op":0,"t":"TYPING_START","s":"3","d":{}}', DecodeError, None),
+    (b'{"op":0,"t":"TYPING_START","s":true,"d":{}}', DecodeError, None),
+    (b'{"op":0,"t":"TYPING_START","s":null,"d":{}}', DecodeError, None),
+    (b'{"op":0,"t":"TYPING_START","s":3,"t":7,"d":{}}', DecodeError, None),
 ]
 
 
@@ -447,6 +537,12 @@ def test_disabled_events_tricky_json(raw, expect_t, expect_s, compression):
     fast = MessageDecoder("json", compression, disabled_events=disabled)
     fast.sequence = 1
     ref.sequence = 1
+    if expect_t is DecodeError:
+        with pytest.raises(DecodeError, match="dispatch"):
+            fast.feed(data, binary)
+        with pytest.raises(DecodeError, match="dispatch"):
+            ref.feed(data, binary)
+        return
     got = fast.feed(data, binary)
     assert got == ref.feed(data, binary)
     assert (got or {}).get("t") == expect_t
@@ -454,12 +550,19 @@ def test_disabled_events_tricky_json(raw, expect_t, expect_s, compression):
 
 
 def test_disabled_events_do_not_decode_d():
-    # d is not valid JSON at all: only a peek that stops before d can drop it
+    # d is not valid JSON inside (only its brackets balance): only a peek that
+    # skips d structurally can drop it
     fast = MessageDecoder("json", 0, disabled_events=["PRESENCE_UPDATE"])
-    assert fast.feed(b'{"t":"PRESENCE_UPDATE","s":41,"op":0,"d":{not json', False) is None
+    assert fast.feed(b'{"t":"PRESENCE_UPDATE","s":41,"op":0,"d":{not json}}', False) is None
     assert fast.sequence == 41
     with pytest.raises(DecodeError):
-        fast.feed(b'{"t":"MESSAGE_CREATE","s":42,"op":0,"d":{not json', False)
+        fast.feed(b'{"t":"MESSAGE_CREATE","s":42,"op":0,"d":{not json}}', False)
+    # a truncated message is never dropped unread: the peek is unsure
+    with pytest.raises(DecodeError):
+        fast.feed(b'{"t":"PRESENCE_UPDATE","s":43,"op":0,"d":{"a":1', False)
+    with pytest.raises(DecodeError):
+        fast.feed(b'{"t":"PRESENCE_UPDATE","s":44,"op":0,"d":{}} trailing', False)
+    assert fast.sequence == 41
 
 
 def test_disabled_events_etf_tricky():
@@ -478,8 +581,8 @@ def test_disabled_events_etf_tricky():
         assert fast.feed(data, True) == ref.feed(data, True)
         assert fast.sequence == ref.sequence
     assert fast.sequence == 2**31 - 1
-    # compressed term (tag 80): peek unsure, full decode, still dropped
-    data = etf_compress_term(etf_encode({"op": 0, "t": "TYPING_START", "s": 2**31, "d": {"a": "b" * 400}}))
+    # compressed term (tag 80): inflated first, then peeked and dropped
+    data = etf_compress_term(etf_encode({"op": 0, "t": "TYPING_START", "s": 2**31 - 1, "d": {"a": "b" * 400}}))
     assert MessageDecoder("etf", 1, disabled_events=disabled).feed(data, True) is None
 
 
