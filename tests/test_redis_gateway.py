@@ -155,3 +155,19 @@ async def test_redis_restart_mid_stream_loses_nothing(redis_server: Any, redis_c
 
 async def _ready(check: Any) -> bool:
     return bool(check())
+
+
+@pytest.mark.parametrize("encoding", ["json", "etf"])
+async def test_shard_raw_dispatches_hands_over_undecoded_bytes(make_sim: Any, make_shard: Any,
+                                                                encoding: str) -> None:
+    sim = await make_sim(guilds=2)
+    shard, rec = make_shard(sim, encoding=encoding, compression=2, raw_dispatches=True)
+    await shard.connect()
+    await rec.until(lambda: len(rec.events) == 2, what="two GUILD_CREATEs")
+    assert len(rec.ready) == 1 and isinstance(rec.ready[0], dict)  # READY is still decoded: the shard needs it
+    t, s, raw = rec.events[0]
+    assert (t, s) == ("GUILD_CREATE", 2) and isinstance(raw, bytes)
+    from fastshard.redis.consumer import decode_payload
+
+    assert decode_payload(raw)["d"]["id"] == sim.guild_ids_for(0, 1)[0]
+    assert shard.sequence == 3

@@ -52,6 +52,8 @@ class RedisGateway:
         self.shard_count = shard_count
         self.url = url
         self.keys = Keys(prefix)
+        # Dispatches are forwarded, not read: the shard peeks t and s and hands the raw bytes over.
+        shard_options.setdefault("raw_dispatches", True)
         self.shard_options = shard_options
         self.queue = identify_queue or RedisIdentifyQueue(redis, max_concurrency, identify_interval, prefix)
         self.store = RedisSessionStore(redis, prefix)
