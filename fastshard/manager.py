@@ -446,7 +446,8 @@ class ShardManager:
         self._connecting.clear()
         await asyncio.gather(*(s.close() for sid, s in self.shards.items() if sid != keep),
                              return_exceptions=True)
-        pending = [t for t in self._tasks if not t.done()]
+        current = asyncio.current_task()
+        pending = [t for t in self._tasks if not t.done() and t is not current]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         await self._save_all()
@@ -555,6 +556,10 @@ class ShardManager:
         self._emit("debug", shard_id, f"stopping every shard: {error}")
         if self._stopped is not None:
             self._stopped.set()  # wake wait_ready() now; the shutdown below takes a moment
+        try:
+            await self.session_store.delete(shard_id)  # the gateway ended that session
+        except Exception as exc:
+            self._emit("debug", shard_id, f"deleting the session failed: {exc!r}")
         await self._shutdown(keep=shard_id)
         self._emit("close", shard_id, error)
         self._end_streams(error)
