@@ -32,6 +32,8 @@ def make_gateway(redis: Any, sim: GatewaySimulator, shard_ids: list[int], shard_
     gateway = RedisGateway(redis, token="test-token", intents=513, shard_ids=shard_ids, shard_count=shard_count,
                            url=sim.url, **kw)
     gateway.connect_retry = 0.05
+    gateway.manager.reconnect_base_delay = 0.02
+    gateway.manager.reconnect_max_delay = 0.1
     return gateway
 
 

@@ -188,9 +188,9 @@ async def _run_one(args: argparse.Namespace, metrics_port: int | None) -> int:
                 await asyncio.wait_for(stop.wait(), 1.0)
             except asyncio.TimeoutError:
                 pass
-            if gateway.errors and len(gateway.errors) == len(gateway.shard_ids):
-                for shard_id, error in sorted(gateway.errors.items()):
-                    print(f"fastshard gateway: shard {shard_id}: {error}", file=sys.stderr)
+            if gateway.manager.error is not None:
+                print(f"fastshard gateway: shard {gateway.manager.error_shard}: {gateway.manager.error}",
+                      file=sys.stderr)
                 return 1
     finally:
         if metrics is not None:
