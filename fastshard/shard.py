@@ -699,7 +699,7 @@ class WebsocketShard:
                 future.set_exception(error)
 
     # -- internals: incoming ------------------------------------------------
-    def _on_payload(self, payload: dict[str, Any]) -> None:
+    def _on_payload(self, payload: Any) -> None:
         # The per-dispatch hot path: every check here is paid once per event.
         # A tuple is a raw dispatch (t, s, raw) from a raw_dispatches decoder.
         if type(payload) is tuple or (payload.get("op") == 0 and payload.get("t") not in _NOT_EVENTS):

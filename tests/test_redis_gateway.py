@@ -173,3 +173,38 @@ async def test_shard_raw_dispatches_hands_over_undecoded_bytes(make_sim: Any, ma
 
     assert decode_payload(raw)["d"]["id"] == sim.guild_ids_for(0, 1)[0]
     assert shard.sequence == 3
+
+
+async def test_metrics_endpoint(redis_client: Any, make_sim: Any) -> None:
+    import socket
+    import urllib.request
+
+    from fastshard.redis.metrics import GatewayMetrics
+
+    sim = await make_sim(guilds=2)
+    async with make_gateway(redis_client, sim, [0, 1], 2) as gateway:
+        await gateway.wait_ready(5)
+        await gateway.publisher.flush(5)
+        async with RedisConsumer(redis_client, "svc", shards=[0], block=0.05, count=1) as consumer:
+            await (await asyncio.wait_for(consumer.__anext__(), 5)).ack()  # one delivered and acked
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        metrics = GatewayMetrics(gateway, port, addr="127.0.0.1")
+        metrics.start()
+        try:
+            await metrics.refresh_now()
+            body = await asyncio.to_thread(
+                lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
+        finally:
+            metrics.stop()
+    lines = dict(line.rsplit(" ", 1) for line in body.splitlines() if line and not line.startswith("#"))
+    assert lines['fastshard_shard_status{shard="0"}'] == "1.0"
+    assert lines['fastshard_shard_identifies_total{shard="1"}'] == "1.0"
+    events = 1 + len(sim.guild_ids_for(0, 2))  # READY + a GUILD_CREATE per guild
+    assert lines['fastshard_events_published_total{shard="0"}'] == f"{events}.0"
+    assert lines['fastshard_stream_length{shard="0"}'] == f"{events}.0"
+    assert lines['fastshard_consumer_group_pending{group="svc",shard="0"}'] == "0.0"
+    assert lines['fastshard_consumer_group_lag{group="svc",shard="0"}'] == f"{events - 1}.0"
+    assert lines["fastshard_identifies_spent_total"] == "2.0"
+    assert lines["fastshard_publish_buffer_events"] == "0.0" and lines["fastshard_publish_errors_total"] == "0.0"

@@ -90,6 +90,8 @@ class RedisPublisher:
         #: Batches that failed (each is retried until it succeeds).
         self.errors = 0
         self.events_published = 0
+        #: Events that reached Redis, per shard.
+        self.published_counts: dict[int, int] = {}
         self.paused = False
         self._batches: deque[PublishBatch] = deque()
         self._open: PublishBatch | None = None
@@ -208,6 +210,8 @@ class RedisPublisher:
             self.published.update(batch.last)
             self.buffered -= batch.count
             self.events_published += batch.count
+            for shard_id, n in batch.counts.items():
+                self.published_counts[shard_id] = self.published_counts.get(shard_id, 0) + n
             if not self._batches:
                 self._drained.set()
                 if self.paused:

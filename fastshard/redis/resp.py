@@ -26,7 +26,7 @@ def pack_command(*args: bytes) -> bytes:
 class PublishBatch:
     """Events (and session checkpoints) of one EVALSHA, in arrival order."""
 
-    __slots__ = ("buf", "nargs", "count", "shards", "index", "last")
+    __slots__ = ("buf", "nargs", "count", "shards", "index", "last", "counts")
 
     def __init__(self) -> None:
         self.buf = bytearray()
@@ -37,6 +37,8 @@ class PublishBatch:
         self.index: dict[int, bytes] = {}
         # shard id -> highest sequence in this batch
         self.last: dict[int, int] = {}
+        # shard id -> events in this batch (for the metrics)
+        self.counts: dict[int, int] = {}
 
     def _key(self, shard_id: int) -> bytes:
         self.shards.append(shard_id)
@@ -57,6 +59,7 @@ class PublishBatch:
         self.nargs += 4
         self.count += 1
         self.last[shard_id] = sequence
+        self.counts[shard_id] = self.counts.get(shard_id, 0) + 1
 
     def add_session(self, shard_id: int, session_id: str, resume_url: str | None, shard_count: int,
                     sequence: int) -> None:
@@ -68,7 +71,7 @@ class PublishBatch:
             b"%d" % shard_count, b"%d" % sequence))
         self.nargs += 5
 
-    def command(self, sha: bytes, keys: list[bytes], shard_ids: list[bytes], maxlen: int) -> list[bytes]:
+    def command(self, sha: bytes, keys: list[bytes], shard_ids: list[bytes], maxlen: int) -> list[bytes | bytearray]:
         """The EVALSHA command, as the pieces to write (the event part is not copied)."""
         head = [b"EVALSHA", sha, b"%d" % len(keys), *keys, b"%d" % maxlen, *shard_ids]
         return [b"*%d\r\n" % (len(head) + self.nargs) + b"".join(_bulk(a) for a in head), self.buf]
