@@ -54,7 +54,7 @@ async def _consume(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, task.cancel)
     try:
         await task
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, BrokenPipeError):
         pass
     finally:
         await client.aclose()
