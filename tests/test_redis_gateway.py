@@ -208,3 +208,16 @@ async def test_metrics_endpoint(redis_client: Any, make_sim: Any) -> None:
     assert lines['fastshard_consumer_group_lag{group="svc",shard="0"}'] == f"{events - 1}.0"
     assert lines["fastshard_identifies_spent_total"] == "2.0"
     assert lines["fastshard_publish_buffer_events"] == "0.0" and lines["fastshard_publish_errors_total"] == "0.0"
+
+
+async def test_ack_many_in_one_round_trip(redis_client: Any, make_sim: Any) -> None:
+    sim = await make_sim(guilds=3)
+    async with make_gateway(redis_client, sim, [0], 1) as gateway:
+        await gateway.wait_ready(5)
+        await gateway.publisher.flush(5)
+    async with RedisConsumer(redis_client, "svc", shards=[0], block=0.05) as consumer:
+        events = [await asyncio.wait_for(consumer.__anext__(), 5) for _ in range(4)]
+        assert [e.sequence for e in events] == [1, 2, 3, 4] and consumer.buffered == 0
+        assert (await redis_client.xpending("{fastshard}:events:0", "svc"))["pending"] == 4
+        await consumer.ack(*events)
+    assert (await redis_client.xpending("{fastshard}:events:0", "svc"))["pending"] == 0

@@ -136,6 +136,23 @@ class RedisConsumer:
         self._last_discover = float("-inf")
         self._dead_letter = redis.register_script(_DEAD_LETTER)
 
+    @property
+    def buffered(self) -> int:
+        """Events fetched from Redis and not yet handed out (``async for`` returns them without a round trip)."""
+        return len(self._ready)
+
+    async def ack(self, *events: GatewayEvent) -> None:
+        """Ack several events in one round trip (one XACK per stream)."""
+        by_stream: dict[str, list[str]] = {}
+        for event in events:
+            by_stream.setdefault(event.stream, []).append(event.id)
+        if not by_stream:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream, ids in by_stream.items():
+                pipe.xack(stream, self.group, *ids)
+            await pipe.execute()
+
     async def __aenter__(self) -> RedisConsumer:
         await self._discover()
         return self
@@ -149,7 +166,8 @@ class RedisConsumer:
     async def __anext__(self) -> GatewayEvent:
         while not self._ready:
             await self._fetch()
-        return self._ready.pop(0)
+            self._ready.reverse()  # popped from the end: O(1) per event, in stream order
+        return self._ready.pop()
 
     async def _discover(self) -> None:
         if self.shards is not None:
