@@ -9,73 +9,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from fastshard.redis.server import RedisServer
+
 from .processes import Child, Server, Worker, run_json
 
-__all__ = ["main", "RedisServerProcess"]
+__all__ = ["main"]
 
-CLIENTS = ("floor", "fastshard", "redispy", "decode")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+CLIENTS = ("floor", "gateway", "fastshard", "redispy", "decode")
 
 
-class RedisServerProcess:
-    """redis-server on a free port in a temp dir, without persistence (benchmarks only)."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-        self.dir = tempfile.mkdtemp(prefix="fastshard-bench-redis-")
-        self.port = _free_port()
-        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-                                      "--save", "", "--appendonly", "no"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.02)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def command(self, *args: str) -> bytes:
-        """One command over a plain socket (the parent needs no redis client)."""
-        packed = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%b\r\n" % (len(a.encode()), a.encode()) for a in args)
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
-            s.sendall(packed)
-            return s.recv(1 << 16)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
+def _redis() -> RedisServer:
+    return RedisServer(persistence=False).start()  # benchmarks keep nothing
 
 
 def cpu_per_event(events: int, repeats: int) -> dict[str, Any]:
-    redis = RedisServerProcess()
+    redis = _redis()
     blast = Server("blast_server", "--steady", str(events))
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in CLIENTS}
     errors: list[str] = []
@@ -92,7 +46,7 @@ def cpu_per_event(events: int, repeats: int) -> dict[str, Any]:
                     runs[client].append(result)
     finally:
         blast.stop()
-        redis.stop()
+        redis.remove()
     out: dict[str, Any] = {"events": events, "repeats": repeats, "errors": errors, "clients": {}}
     for client, results in runs.items():
         if not results:
@@ -112,7 +66,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _group_lag(redis: RedisServerProcess) -> tuple[int, int]:
+def _group_lag(redis: RedisServer) -> tuple[int, int]:
     """(lag, pending) of group ``bench`` on stream 0, parsed from a raw XINFO GROUPS reply."""
     reply = redis.command("XINFO", "GROUPS", "{fastshard}:events:0").split(b"\r\n")
     values: dict[bytes, int] = {}
@@ -124,7 +78,7 @@ def _group_lag(redis: RedisServerProcess) -> tuple[int, int]:
 
 def pipeline(workload: str, events: int, workers: int) -> dict[str, Any]:
     """gateway -> Redis -> ``workers`` worker processes of one group: events/s, latency, lag."""
-    redis = RedisServerProcess()
+    redis = _redis()
     blast = Server("blast_server", "--steady", str(events), "--burst", str(events))
     children: list[Worker] = []
     try:
@@ -162,7 +116,7 @@ def pipeline(workload: str, events: int, workers: int) -> dict[str, Any]:
         for child in children:
             child.stop()
         blast.stop()
-        redis.stop()
+        redis.remove()
     latencies = [x for r in results for x in r["latencies_ms"]]
     return {"workload": workload, "events": events, "workers": workers,
             "received": sum(r["count"] for r in results), "per_worker": [r["count"] for r in results],
@@ -178,14 +132,14 @@ def pipeline(workload: str, events: int, workers: int) -> dict[str, Any]:
 
 
 def memory_per_shard(shards: int) -> dict[str, Any]:
-    redis = RedisServerProcess()
+    redis = _redis()
     sim = Server("simulator_process", "--guilds", "1", "--members", "20")
     try:
         return run_json("redis_pipeline", "--role", "memory", "--url", sim.url, "--redis-port", str(redis.port),
                         "--shards", str(shards))
     finally:
         sim.stop()
-        redis.stop()
+        redis.remove()
 
 
 def main(argv: list[str] | None = None) -> int:

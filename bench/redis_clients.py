@@ -8,7 +8,9 @@ Redis acknowledged the last event.
 * ``floor``: picows + zlib-ng + a bytes.find peek of t and s + XADDs packed as
   RESP by hand, pipelined per loop tick on a raw asyncio socket: the least a
   Python gateway process can do.
-* ``fastshard``: ``WebsocketShard(raw_dispatches=True)`` + ``RedisPublisher``.
+* ``gateway``: what ``fastshard gateway`` runs: ``RedisGateway`` (a ShardManager
+  with the Redis queue, store, publisher and command server) for one shard.
+* ``fastshard``: ``WebsocketShard(raw_dispatches=True)`` + ``RedisPublisher`` alone.
 * ``redispy``: the same shard, but each event queued as a redis-py pipeline
   ``xadd`` and the pipeline executed per loop tick (the naive path).
 * ``decode``: a full fastshard decode (no raw_dispatches) re-encoded with
@@ -99,14 +101,15 @@ async def run_floor(url: str, redis_port: int, events: int) -> dict[str, Any]:
                 asyncio.get_running_loop().call_soon(flush)
 
     async def read_replies() -> None:
-        # Each XADD reply is one bulk string: "$<n>\r\n<id>\r\n", two line ends.
+        # Each XADD reply is one bulk string: "$<n>\r\n<id>\r\n", two line ends (count "\n":
+        # a read may split a "\r\n").
         lines = 0
         while not done.counter.done.done():
             chunk = await reader.read(1 << 16)
             if not chunk:
                 done.counter.fail("redis closed the connection")
                 return
-            lines += chunk.count(b"\r\n")
+            lines += chunk.count(b"\n")
             done.acked(lines // 2)
             lines %= 2
 
@@ -221,9 +224,40 @@ async def run_redispy(url: str, redis_url: str, events: int) -> dict[str, Any]:
         await client.aclose()
 
 
+async def run_gateway(url: str, redis_url: str, events: int) -> dict[str, Any]:
+    """The whole gateway process: ``RedisGateway`` (ShardManager, queue, store, publisher, commands)."""
+    import redis.asyncio
+
+    from fastshard.redis import RedisGateway
+
+    client = redis.asyncio.Redis.from_url(redis_url)
+    counter = Counter(events)
+    gateway = RedisGateway(client, token="bench", intents=513, shard_ids=[0], shard_count=1, url=url,
+                           identify_interval=0.0, maxlen=MAXLEN, max_buffer=10 * events, compression=2)
+    publisher = gateway.publisher
+
+    def on_ready(shard_id: int, _: Any) -> None:
+        counter.ready()
+        asyncio.ensure_future(gateway.manager.send(shard_id, {"op": 1, "d": 1}))
+    gateway.manager.on("ready", on_ready)
+    gateway.manager.on("close", lambda sid, exc: counter.fail(f"shard {sid} stopped: {exc!r}"))
+    await gateway.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _TIMEOUT
+        while publisher.events_published < events + 1 and loop.time() < deadline:  # + READY
+            await asyncio.sleep(0.002)
+        counter.count = events - 1
+        counter.message()
+        return counter.result(None)
+    finally:
+        await gateway.close()
+        await client.aclose()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.redis_clients")
-    parser.add_argument("--client", choices=("floor", "fastshard", "redispy", "decode"), required=True)
+    parser.add_argument("--client", choices=("floor", "gateway", "fastshard", "redispy", "decode"), required=True)
     parser.add_argument("--url", required=True, help="the blast server's ws:// URL with the workload path")
     parser.add_argument("--redis-port", type=int, required=True)
     parser.add_argument("--events", type=int, required=True)
@@ -231,6 +265,8 @@ def main(argv: list[str] | None = None) -> None:
     redis_url = f"redis://127.0.0.1:{args.redis_port}/0"
     if args.client == "floor":
         coro = run_floor(args.url, args.redis_port, args.events)
+    elif args.client == "gateway":
+        coro = run_gateway(args.url, redis_url, args.events)
     elif args.client == "redispy":
         coro = run_redispy(args.url, redis_url, args.events)
     else:

@@ -10,20 +10,12 @@ import pytest
 from fastshard.errors import PayloadTooLargeError, RateLimitedError
 from fastshard.redis import RedisCommands, RedisConsumer, RedisGateway
 from fastshard.testing import GatewaySimulator
+from redis_fixtures import until
 
 
 async def stream_seqs(redis: Any, shard_id: int) -> list[int]:
     entries = await redis.xrange(f"{{fastshard}}:events:{shard_id}")
     return [int(fields[b"seq"]) for _, fields in entries]
-
-
-async def until(predicate: Any, timeout: float = 10.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def make_gateway(redis: Any, sim: GatewaySimulator, shard_ids: list[int], shard_count: int,
@@ -138,25 +130,21 @@ async def test_redis_restart_mid_stream_loses_nothing(redis_server: Any, redis_c
     gateway.publisher.timeout = 0.5
     async with gateway:
         await gateway.wait_ready(5)
-        await until(lambda: _ready(lambda: len(gateway.publisher.published) and gateway.publisher.published[0] > 40))
+        await until(lambda: (len(gateway.publisher.published) and gateway.publisher.published[0] > 40))
         redis_server.stop()
-        await until(lambda: _ready(lambda: gateway.publisher.paused), what="the shards to pause")
-        await until(lambda: _ready(lambda: all(s.status.name == "CLOSED" for s in gateway.shards.values())))
+        await until(lambda: (gateway.publisher.paused), what="the shards to pause")
+        await until(lambda: (all(s.status.name == "CLOSED" for s in gateway.shards.values())))
         redis_server.start()
-        await until(lambda: _ready(lambda: not gateway.publisher.paused), what="the publisher to catch up")
+        await until(lambda: (not gateway.publisher.paused), what="the publisher to catch up")
         await gateway.wait_ready(5)
         session = next(iter(sim.sessions.values()))
         target = session.seq + 30
-        await until(lambda: _ready(lambda: gateway.publisher.published.get(0, 0) >= target))
+        await until(lambda: (gateway.publisher.published.get(0, 0) >= target))
         ops = [p["op"] for c in sim.connections for p in c.received]
         assert len(sim.sessions) == 1 and ops.count(2) == 1  # resumed, never re-identified
         assert ops.count(6) >= 1
     seqs = await stream_seqs(redis_client, 0)
     assert set(range(1, target + 1)) <= set(seqs)
-
-
-async def _ready(check: Any) -> bool:
-    return bool(check())
 
 
 @pytest.mark.parametrize("encoding", ["json", "etf"])

@@ -12,19 +12,11 @@ import orjson
 
 from fastshard.redis import RedisConsumer, RedisGateway, RedisIdentifyQueue
 from fastshard.testing import GatewaySimulator
+from redis_fixtures import until
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = dict(os.environ, DISCORD_TOKEN="test-token", PYTHONPATH=str(ROOT))
 INTERVAL = 0.4
-
-
-async def until(check: Any, timeout: float = 15.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        await asyncio.sleep(0.02)
 
 
 def children(pid: int) -> list[int]:

@@ -14,7 +14,7 @@ PUBLIC = ["__init__.py", "shard.py", "errors.py", "gateway.py", "ratelimit.py", 
           # fastshard.redis (the `redis` extra)
           "redis/__init__.py", "redis/keys.py", "redis/identify_queue.py", "redis/session_store.py",
           "redis/resp.py", "redis/publisher.py", "redis/consumer.py", "redis/commands.py", "redis/gateway.py",
-          "redis/metrics.py", "cli/gateway.py", "cli/consume.py"]
+          "redis/metrics.py", "redis/server.py", "cli/gateway.py", "cli/consume.py"]
 
 
 def test_public_modules_pass_mypy_strict():

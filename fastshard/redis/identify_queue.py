@@ -23,7 +23,10 @@ from ..errors import SessionStartLimitError
 from ..identify_queue import IDENTIFY_INTERVAL
 from .keys import Keys
 
-__all__ = ["RedisIdentifyQueue"]
+__all__ = ["RedisIdentifyQueue", "MAX_CONCURRENT_CALLS"]
+
+#: Redis calls one queue or store object has in flight at most (redis-py's pool holds 100 by default).
+MAX_CONCURRENT_CALLS = 16
 
 _NOW = """
 local t = redis.call('TIME')
@@ -114,6 +117,8 @@ class RedisIdentifyQueue:
         self._alive = max(0.05, min(self.interval, 1.0)) if self.interval else 1.0
         self._poll = self._alive / 4
         self.spent = 0
+        # Thousands of shards may wait at once: a few calls at a time keep within the pool's connections.
+        self._calls = asyncio.Semaphore(MAX_CONCURRENT_CALLS)
         self._acquire = redis.register_script(_ACQUIRE)
         self._set_budget = redis.register_script(_SET_BUDGET)
         self._remaining = redis.register_script(_REMAINING)
@@ -132,7 +137,8 @@ class RedisIdentifyQueue:
         granted = False
         try:
             while True:
-                reply = await self._acquire(keys=keys, args=args)
+                async with self._calls:
+                    reply = await self._acquire(keys=keys, args=args)
                 code = int(reply[0])
                 if code == 0:
                     granted = True

@@ -10,9 +10,11 @@ stream makes Discord replay it).
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ..session_store import SessionInfo
+from .identify_queue import MAX_CONCURRENT_CALLS
 from .keys import Keys
 
 __all__ = ["RedisSessionStore"]
@@ -51,9 +53,10 @@ class RedisSessionStore:
         self.redis = redis
         self.keys = Keys(prefix)
         self._save = redis.register_script(_SAVE)
+        self._calls = asyncio.Semaphore(MAX_CONCURRENT_CALLS)  # a manager loads every shard at once
 
     async def load(self, shard_id: int) -> SessionInfo | None:
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self._calls, self.redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(self.keys.session(shard_id))
             pipe.xrevrange(self.keys.stream(shard_id), count=1)
             stored, tail = await pipe.execute()
@@ -81,9 +84,11 @@ class RedisSessionStore:
             raise ValueError(f"Redis key {self.keys.session(shard_id)!r} is not a fastshard session: {exc}") from exc
 
     async def save(self, shard_id: int, info: SessionInfo) -> None:
-        await self._save(keys=[self.keys.session(shard_id), self.keys.stream(shard_id)],
-                         args=[info.session_id, "" if info.sequence is None else info.sequence,
-                               info.resume_url or "", info.shard_count])
+        async with self._calls:
+            await self._save(keys=[self.keys.session(shard_id), self.keys.stream(shard_id)],
+                             args=[info.session_id, "" if info.sequence is None else info.sequence,
+                                   info.resume_url or "", info.shard_count])
 
     async def delete(self, shard_id: int) -> None:
-        await self.redis.delete(self.keys.session(shard_id))
+        async with self._calls:
+            await self.redis.delete(self.keys.session(shard_id))
