@@ -22,7 +22,7 @@ async def test_queue_is_an_identify_queue(redis_client: Any) -> None:
 
 async def test_one_identify_per_bucket_per_interval_across_queues(redis_client: Any) -> None:
     # Two queue objects stand for two processes: they share only Redis.
-    interval = 0.15
+    interval = 0.3
     a, b = RedisIdentifyQueue(redis_client, 2, interval), RedisIdentifyQueue(redis_client, 2, interval)
     loop = asyncio.get_running_loop()
     granted: list[tuple[int, float]] = []
