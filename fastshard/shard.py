@@ -159,6 +159,9 @@ class WebsocketShard:
     #: Seconds to wait for the websocket handshake, and for the gateway to answer our close frame.
     connect_timeout = 10.0
     close_timeout = 2.0
+    #: Seconds an open websocket may go without HELLO before it counts as a zombie (Discord
+    #: sends HELLO at once; without this bound a silent gateway would stall the shard forever).
+    hello_timeout = 10.0
     #: Discord's limits on what a client sends.
     COMMAND_LIMIT = (120, 60.0)
     PRESENCE_LIMIT = (5, 20.0)
@@ -584,7 +587,10 @@ class WebsocketShard:
             await asyncio.shield(handshake)
         except asyncio.CancelledError:
             if listener.intent is None:
-                listener.intent = "close"
+                if listener.transport is not None:  # open already: close it now
+                    self._leave(listener, "close", close_codes.CLIENT_CLOSE, "closing")
+                else:  # still opening: on_ws_connected closes it
+                    listener.intent = "close"
             raise
         except Exception as exc:
             if self._listener is listener:
@@ -598,7 +604,14 @@ class WebsocketShard:
             if listener.intent is None:
                 self._leave(listener, "close", close_codes.CLIENT_CLOSE, "closing")
             return False
+        asyncio.get_running_loop().call_later(self.hello_timeout, self._hello_overdue, listener)
         return True
+
+    def _hello_overdue(self, listener: _Listener) -> None:
+        if listener is self._listener and listener.intent is None and not listener.disconnected \
+                and not self._gateway.hello_received:
+            self._reconnect_now(close_codes.CLIENT_ZOMBIE, f"zombie connection: no HELLO within "
+                                                           f"{self.hello_timeout:g} s")
 
     def _open_transport(self) -> picows.WSTransport:
         listener = self._listener
