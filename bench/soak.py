@@ -316,8 +316,10 @@ def summary(result: SoakResult) -> list[str]:
     kinds: dict[str, int] = {}
     for fault in result.faults:
         kinds[fault["kind"]] = kinds.get(fault["kind"], 0) + 1
-    lines += ["", f"{result.events:,} events through {len(result.faults)} faults "
-                  f"({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}) in {seconds:.1f} s: "
+    drawn = sum(1 for f in result.faults if not f["stage"])
+    lines += ["", f"{result.events:,} events through {len(result.faults)} faults ({drawn} drawn, "
+                  f"{len(result.faults) - drawn} second faults on resume connections; "
+                  f"{', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}) in {seconds:.1f} s: "
                   f"**{result.events / seconds:,.0f} events/s** under faults; "
                   f"{sum(leg.mid_replay_hits for leg in result.legs)} faults landed mid-replay.",
               f"Fault to RESUMED: **{_lat(lat)}** (median / p95 / max, {len(lat)} resumable faults).", "",

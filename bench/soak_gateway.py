@@ -206,7 +206,9 @@ class Leg:
             self.ranges.append([2, session.seq])  # the GUILD_CREATEs after READY
         # A pool of generated dispatches, cycled: generating each one costs more than sending it.
         pool = TrafficGenerator(f"soak-stream:{self.rng.random()}", session.guild_ids).steady_stream(POOL)
-        gaps = [self.rng.randint(1, 2 * self.events // max(1, self.faults) - 1) for _ in range(self.faults)]
+        # Random spacing that always fits: every drawn fault fires before the stream ends.
+        weights = [self.rng.random() + 0.05 for _ in range(self.faults)]
+        gaps = [max(1, int(w / sum(weights) * self.events * 0.98)) for w in weights]
         next_fault = gaps.pop() if gaps else None
         faulted: SimConnection | None = None
         error = None
