@@ -175,6 +175,8 @@ class WebsocketShard:
     _handshake: Optional["asyncio.Task[Any]"] = None
     #: Connections in a row that reached HELLO and were lost before READY/RESUMED.
     _unsettled = 0
+    #: Fires hello_timeout after a connection opened (see _hello_overdue).
+    _hello_timer: Optional[asyncio.TimerHandle] = None
 
     def __init__(
         self,
@@ -604,7 +606,7 @@ class WebsocketShard:
             if listener.intent is None:
                 self._leave(listener, "close", close_codes.CLIENT_CLOSE, "closing")
             return False
-        asyncio.get_running_loop().call_later(self.hello_timeout, self._hello_overdue, listener)
+        self._hello_timer = asyncio.get_running_loop().call_later(self.hello_timeout, self._hello_overdue, listener)
         return True
 
     def _hello_overdue(self, listener: _Listener) -> None:
@@ -656,6 +658,9 @@ class WebsocketShard:
         if listener is not self._listener:
             return
         self._count_unsettled()
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
         self._cancel_heartbeat()
         self._fail_pings(NotConnectedError("the connection closed before the pong arrived"))
         if self._closing or listener.intent == "close":
