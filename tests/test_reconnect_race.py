@@ -61,3 +61,32 @@ async def test_resume_connection_lost_inside_the_handshake_is_retried(make_sim, 
     await sim.connections[-1].dispatch("TYPING_START", {"n": 2})
     await rec.until(lambda: len(rec.events) == 3, what="the event after RESUMED")
     assert [e["d"].get("n") for e in rec.events[1:]] == [1, 2]
+
+
+def _op7_after_hello_on_resume(times: int):
+    """A ``before_hello`` hook: the first ``times`` resume connections get HELLO + op 7 at once."""
+    left = times
+
+    async def hook(conn: SimConnection) -> None:
+        nonlocal left
+        if conn.path == "/resume" and left > 0:
+            left -= 1
+            await _hello(conn)
+            await conn.reconnect()
+    return hook
+
+
+@pytest.mark.parametrize("losses,backoff", [(3, False), (5, True)])
+async def test_a_gateway_that_answered_is_retried_at_once(make_sim, make_shard, losses, backoff):
+    # The gateway answers every attempt (HELLO), then loses it: up to reconnect_unsettled_limit (3)
+    # such connections in a row are retried at once; past that, backoff applies again.
+    sim = await make_sim(guilds=1, before_hello=_op7_after_hello_on_resume(losses))
+    shard, rec = make_shard(sim)
+    await shard.connect()
+    await rec.until(lambda: rec.ready, what="READY")
+    await sim.connections[0].reconnect()
+    await rec.until(lambda: rec.resumed, what="RESUMED")
+    assert len(sim.connections) == losses + 2
+    waits = [line for line in rec.debug if line.startswith("waiting")]
+    assert bool(waits) == backoff, waits
+    assert shard.status == ShardStatus.CONNECTED and not rec.closes
