@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from functools import cached_property
 from types import TracebackType
 from typing import Any, Awaitable, Callable
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
+from .commands import MembersRateLimit
 from .connection import SimConnection
 from .session import SimSession
 from .traffic import TrafficGenerator
+from .world import World
 
 __all__ = ["GatewaySimulator"]
 
@@ -26,6 +29,10 @@ log = logging.getLogger("fastshard.testing")
 
 class GatewaySimulator:
     """A Discord gateway on a local port.  See the package docstring for usage."""
+
+    # Seconds between two requests for *all* members of a guild (op 8 with
+    # query "" and limit 0); Discord's is 30 s.  Tests may shorten it.
+    request_all_members_interval = 30.0
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, seed: int = 0, guilds: int = 3,
                  heartbeat_interval: float = 41.25, heartbeat_timeout: float | None = None,
@@ -163,12 +170,21 @@ class GatewaySimulator:
             self._guild_ids[key] = ids
         return self._guild_ids[key]
 
+    @cached_property
+    def world(self) -> World:
+        """The one world every session of this simulator sees (seeded by ``seed``)."""
+        return World(self.seed)
+
+    @cached_property
+    def members_rate_limit(self) -> MembersRateLimit:
+        return MembersRateLimit(self.request_all_members_interval)
+
     def traffic_for(self, session: SimSession) -> TrafficGenerator:
-        """The session's content generator (deterministic per seed and shard)."""
+        """The session's content generator: its view of :attr:`world` (deterministic per seed and shard)."""
         gen = self._traffic.get(session.session_id)
         if gen is None:
             shard_id, total = session.shard
-            gen = TrafficGenerator(f"traffic:{self.seed}:{shard_id}:{total}", session.guild_ids)
+            gen = TrafficGenerator(f"traffic:{self.seed}:{shard_id}:{total}", session.guild_ids, world=self.world)
             self._traffic[session.session_id] = gen
         return gen
 
@@ -185,13 +201,14 @@ class GatewaySimulator:
 
     def _guild_creates(self, session: SimSession) -> list[dict[str, Any]]:
         gen = self.traffic_for(session)
-        return [gen.guild_create(gid, self.guild_members, large=i < self.large_guilds)
+        threshold = session.identify.get("large_threshold")
+        # IDENTIFY's large_threshold is 50-250, default 50 (gateway-events.mdx, Identify).
+        threshold = min(max(threshold, 50), 250) if type(threshold) is int else 50
+        return [gen.guild_create(gid, self.guild_members, large=i < self.large_guilds,
+                                 intents=session.intents, large_threshold=threshold)
                 for i, gid in enumerate(session.guild_ids)]
 
-    def _members_chunk(self, session: SimSession, guild_id: str, limit: int, nonce: Any) -> dict[str, Any]:
-        return self.traffic_for(session).members_chunk(guild_id, limit, nonce)
-
     def _stream_traffic(self, conn: SimConnection, session: SimSession) -> TrafficGenerator:
-        # One generator per connection: streams of different connections are
-        # independent but each is reproducible from the seed.
-        return TrafficGenerator(f"stream:{self.seed}:{session.session_id}:{conn.index}", session.guild_ids)
+        # The stream is about the session's world view, so it only names what
+        # the client was shown; it continues across RESUMEs.
+        return self.traffic_for(session)
