@@ -68,23 +68,22 @@ def request_guild_members(gen: TrafficGenerator, intents: int, d: Any, limiter: 
             raise BadCommand("REQUEST_GUILD_MEMBERS takes one guild_id per request")
         raw_guild = raw_guild[0]
     guild_id = _snowflake(raw_guild, "guild_id")
-    if guild_id not in gen.guild_ids:
-        return []  # not one of this session's guilds: Discord answers nothing
     nonce = d.get("nonce")
     # An invalid nonce is ignored: the chunks then carry none.
     if not isinstance(nonce, str) or len(nonce.encode()) > NONCE_MAX_BYTES:
         nonce = None
     presences = d.get("presences") is True and bool(intents & INTENTS["GUILD_PRESENCES"])
     user_ids = d.get("user_ids")
+    query, limit = d.get("query"), d.get("limit")
     if user_ids is not None:
-        ids = user_ids if isinstance(user_ids, list) else [user_ids]
-        wanted = [_snowflake(u, "user_ids") for u in ids]
+        wanted = [_snowflake(u, "user_ids") for u in (user_ids if isinstance(user_ids, list) else [user_ids])]
+    elif not isinstance(query, str) or type(limit) is not int or limit < 0:
+        raise BadCommand("REQUEST_GUILD_MEMBERS needs user_ids, or query (a string) and limit (an integer >= 0)")
+    if guild_id not in gen.guild_ids:
+        return []  # not one of this session's guilds: Discord answers nothing
+    if user_ids is not None:
         return [("GUILD_MEMBERS_CHUNK", c)
                 for c in gen.member_chunks(guild_id, user_ids=wanted, presences=presences, nonce=nonce)]
-    query = d.get("query")
-    limit = d.get("limit")
-    if not isinstance(query, str) or type(limit) is not int or limit < 0:
-        raise BadCommand("REQUEST_GUILD_MEMBERS needs user_ids, or query (a string) and limit (an integer >= 0)")
     if query == "":
         if not intents & INTENTS["GUILD_MEMBERS"]:
             return []  # the whole list needs GUILD_MEMBERS; Discord sends no chunk without it

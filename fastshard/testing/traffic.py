@@ -294,6 +294,7 @@ class TrafficGenerator(ObjectMaker):
             return None
         self._tick()
         user_id = self._actor(guild)
+        presence: dict[str, Any]
         if self.rng.random() < 0.2:
             presence = {"user": {"id": user_id}, "status": "offline", "client_status": {},
                         "broadcast": None, "activities": []}
