@@ -163,6 +163,9 @@ async def test_discordpy_sees_a_consistent_chunked_world(fake_rest, discord_log)
         session = conn.session
         assert session is not None
         assert len(bot.guilds) == 3
+        # Once the stream (members joining and leaving too) is over, the caches match the world.
+        await _wait_for(lambda: session.seq >= 3 + 3 + 600, what="600 streamed events")  # READY, 3 GUILD_CREATE, chunks
+        await _wait_for(lambda: bot.ws.sequence == session.seq, what="the client caught up")
         for guild in bot.guilds:
             world = sim.world.guilds[str(guild.id)]
             assert guild.me is not None and guild.me.id == bot.user.id
@@ -176,9 +179,6 @@ async def test_discordpy_sees_a_consistent_chunked_world(fake_rest, discord_log)
         # The large guild's GUILD_CREATE left offline members out; chunking brought them all.
         assert max(g.member_count or 0 for g in bot.guilds) > 1000
 
-        # The event_rate stream: every event about channels and members the client knows.
-        await _wait_for(lambda: session.seq >= 3 + 3 + 600, what="600 streamed events")  # READY, 3 GUILD_CREATE, chunks
-        await _wait_for(lambda: bot.ws.sequence == session.seq, what="the client caught up")
         assert len(bot.messages) > 100
         for message in bot.messages:
             assert isinstance(message.channel, discord.TextChannel), message.channel

@@ -65,6 +65,7 @@ class Tracker:
         self.channels: dict[str, str] = {}          # id -> guild
         self.members: dict[str, set[str]] = {}      # guild -> user ids shown
         self.messages: dict[str, str] = {}          # id -> channel
+        self.left: set[str] = set()                 # members who left
         self.problems: list[str] = []
 
     def guild_create(self, g: dict[str, Any]) -> None:
@@ -87,6 +88,8 @@ class Tracker:
     def event(self, t: str, d: dict[str, Any]) -> None:
         if t == "MESSAGE_CREATE":
             self._channel(d, t)
+            if d["author"]["id"] in self.left or any(u["id"] in self.left for u in d["mentions"]):
+                self.problems.append(f"message naming a member who left: {d['id']}")
             self.messages[d["id"]] = d["channel_id"]
             if d["type"] == 19:
                 ref = d["message_reference"]
@@ -104,14 +107,22 @@ class Tracker:
                 self.problems.append(f"reaction to a message that does not exist: {d['message_id']}")
         elif t == "TYPING_START":
             self._channel(d, t)
+            if d["user_id"] in self.left:
+                self.problems.append(f"typing by a member who left: {d['user_id']}")
         elif t == "PRESENCE_UPDATE":
             self._member(d["guild_id"], d["user"]["id"], t)
-        elif t in ("GUILD_MEMBER_UPDATE",):
+        elif t == "GUILD_MEMBER_UPDATE":
             self._member(d["guild_id"], d["user"]["id"], t)
         elif t == "VOICE_STATE_UPDATE":
             self._member(d["guild_id"], d["user_id"], t)
             if d["channel_id"] is not None:
                 self._channel(d, t)
+        elif t == "GUILD_MEMBER_ADD":
+            self.members[d["guild_id"]].add(d["user"]["id"])
+        elif t == "GUILD_MEMBER_REMOVE":
+            self._member(d["guild_id"], d["user"]["id"], t)
+            self.members[d["guild_id"]].discard(d["user"]["id"])
+            self.left.add(d["user"]["id"])
         elif t == "GUILD_MEMBERS_CHUNK":
             self.members.setdefault(d["guild_id"], set()).update(m["user"]["id"] for m in d["members"])
 
@@ -129,7 +140,8 @@ async def test_the_stream_names_only_what_the_client_was_shown() -> None:
         assert tracker.problems == []
         kinds = {p["t"] for p in events}
         assert kinds == {"MESSAGE_CREATE", "PRESENCE_UPDATE", "TYPING_START", "MESSAGE_REACTION_ADD",
-                         "GUILD_MEMBER_UPDATE", "MESSAGE_UPDATE", "VOICE_STATE_UPDATE", "MESSAGE_DELETE"}
+                         "GUILD_MEMBER_UPDATE", "MESSAGE_UPDATE", "VOICE_STATE_UPDATE", "MESSAGE_DELETE",
+                         "GUILD_MEMBER_ADD", "GUILD_MEMBER_REMOVE"}
         assert any(p["d"].get("type") == 19 for p in events if p["t"] == "MESSAGE_CREATE")
         await raw.ws.close()
 

@@ -24,7 +24,7 @@ __all__ = ["TrafficGenerator", "DISCORD_EPOCH_MS", "STEADY_MIX", "CHUNK_SIZE"]
 STEADY_MIX: tuple[tuple[str, int], ...] = (
     ("MESSAGE_CREATE", 30), ("PRESENCE_UPDATE", 25), ("TYPING_START", 14),
     ("MESSAGE_REACTION_ADD", 9), ("GUILD_MEMBER_UPDATE", 7), ("MESSAGE_UPDATE", 6),
-    ("VOICE_STATE_UPDATE", 5), ("MESSAGE_DELETE", 4),
+    ("VOICE_STATE_UPDATE", 5), ("MESSAGE_DELETE", 4), ("GUILD_MEMBER_ADD", 1), ("GUILD_MEMBER_REMOVE", 1),
 )
 CHUNK_SIZE = 1000           # members per GUILD_MEMBERS_CHUNK (gateway-events.mdx)
 QUERY_LIMIT = 100           # a prefix query or a user_ids list returns at most this many
@@ -55,6 +55,7 @@ class TrafficGenerator(ObjectMaker):
         # Members the client was shown, per guild (None: all of them).
         self._known: dict[str, dict[str, None]] = {}
         self._actors: dict[str, list[str]] = {}
+        self._departures: dict[str, int] = {}  # guild.departures when _actors was built
         for guild_id in guild_ids or ():
             self._add_guild(guild_id)
 
@@ -81,23 +82,27 @@ class TrafficGenerator(ObjectMaker):
         return self.rng.choice(candidates) if candidates else None
 
     def _tell(self, guild: GuildState, user_ids: Iterable[str]) -> None:
-        """The client now knows these members (GUILD_CREATE, a chunk)."""
-        known = self._known.setdefault(guild.id, {})
-        actors = self._actors.get(guild.id)
+        """The client now knows these members (GUILD_CREATE, a chunk, GUILD_MEMBER_ADD)."""
+        known = self._known.get(guild.id)
+        if known is None:  # never built a GUILD_CREATE for it: the client knows everyone
+            known = self._known[guild.id] = dict.fromkeys(guild.members)
+        actors = self.known_members(guild.id)
         for uid in user_ids:
             if uid not in known:
                 known[uid] = None
-                if actors is not None and uid != guild.bot_id:
+                if uid != guild.bot_id:
                     actors.append(uid)
 
     def known_members(self, guild_id: str) -> list[str]:
         """Ids of the members of ``guild_id`` the client was shown (GUILD_CREATE, chunks), bot excluded."""
         guild = self.guild(guild_id)
         actors = self._actors.get(guild_id)
-        if actors is None:
+        if actors is None or self._departures.get(guild_id) != guild.departures:
+            # First use, or members left (perhaps through another generator of the world).
             known = self._known.get(guild_id)
             ids = guild.members if known is None else known
-            actors = self._actors[guild_id] = [uid for uid in ids if uid != guild.bot_id]
+            actors = self._actors[guild_id] = [uid for uid in ids if uid != guild.bot_id and uid in guild.members]
+            self._departures[guild_id] = guild.departures
         return actors
 
     def _actor(self, guild: GuildState) -> str:
@@ -150,6 +155,7 @@ class TrafficGenerator(ObjectMaker):
         payload, shown = self.world.guild_create(guild, intents, large_threshold)
         self._known[gid] = {}
         self._actors[gid] = []
+        self._departures[gid] = guild.departures
         self._tell(guild, shown)
         return payload
 
@@ -335,6 +341,30 @@ class TrafficGenerator(ObjectMaker):
         guild.voice_states[user_id] = state
         return dict(state, guild_id=guild.id)
 
+    def _guild_member_add(self, guild_id: str | None) -> dict[str, Any] | None:
+        guild = self._pick_guild(guild_id)
+        assert guild is not None
+        self._tick()
+        user = self.user(bot=self.rng.random() < 0.03)
+        member = {"roles": [], "premium_since": None, "pending": False, "nick": None, "mute": False,
+                  "joined_at": self.iso(self._clock_ms), "flags": 0, "deaf": False,
+                  "communication_disabled_until": None, "banner": None, "avatar": None, "user": user}
+        guild.members[user["id"]] = member
+        self._tell(guild, [user["id"]])  # GUILD_MEMBER_ADD tells the client about the member
+        return dict(member, guild_id=guild.id)
+
+    def _guild_member_remove(self, guild_id: str | None) -> dict[str, Any] | None:
+        # Someone the client knows leaves (never the owner): later events never name them.
+        def leavable(g: GuildState) -> bool:
+            return any(uid != g.owner_id for uid in self.known_members(g.id))
+        guild = self._pick_guild(guild_id, leavable)
+        if guild is None:
+            return None
+        user_id = self.rng.choice([uid for uid in self.known_members(guild.id) if uid != guild.owner_id])
+        member = guild.remove_member(user_id)
+        self._known.get(guild.id, {}).pop(user_id, None)
+        return {"guild_id": guild.id, "user": member["user"]}
+
     def _message_create(self, guild_id: str | None) -> dict[str, Any] | None:
         return self.message_create(guild_id)
 
@@ -343,6 +373,7 @@ class TrafficGenerator(ObjectMaker):
         "TYPING_START": _typing_start, "MESSAGE_REACTION_ADD": _message_reaction_add,
         "GUILD_MEMBER_UPDATE": _guild_member_update, "MESSAGE_UPDATE": _message_update,
         "VOICE_STATE_UPDATE": _voice_state_update, "MESSAGE_DELETE": _message_delete,
+        "GUILD_MEMBER_ADD": _guild_member_add, "GUILD_MEMBER_REMOVE": _guild_member_remove,
     }
 
     def event(self, t: str, guild_id: str | None = None) -> dict[str, Any]:
@@ -383,6 +414,14 @@ class TrafficGenerator(ObjectMaker):
 
     def voice_state_update(self, guild_id: str | None = None) -> dict[str, Any]:
         return self.event("VOICE_STATE_UPDATE", guild_id)
+
+    def guild_member_add(self, guild_id: str | None = None) -> dict[str, Any]:
+        """A new member joins (and the client is told about them)."""
+        return self.event("GUILD_MEMBER_ADD", guild_id)
+
+    def guild_member_remove(self, guild_id: str | None = None) -> dict[str, Any]:
+        """A known member (not the owner) leaves; later events never name them."""
+        return self.event("GUILD_MEMBER_REMOVE", guild_id)
 
     def steady_stream(self, n: int, intents: int | None = None) -> list[tuple[str, dict[str, Any]]]:
         """``n`` events in a realistic steady-state mix, as ``(t, d)`` pairs.

@@ -144,6 +144,7 @@ class GuildState:
     soundboard_sounds: list[dict[str, Any]]
     voice_states: dict[str, dict[str, Any]] = field(default_factory=dict)  # user id -> state, no guild_id
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)      # newest last
+    departures: int = 0                    # members who left so far (generators refresh their views)
 
     def channel_ids(self, kind: int) -> list[str]:
         return [cid for cid, c in self.channels.items() if c["type"] == kind]
@@ -160,6 +161,14 @@ class GuildState:
         self.messages[message["id"]] = message
         while len(self.messages) > MESSAGES_KEPT:
             del self.messages[next(iter(self.messages))]
+
+    def remove_member(self, user_id: str) -> dict[str, Any]:
+        """A member leaves: gone from members, presences and voice."""
+        member = self.members.pop(user_id)
+        self.presences.pop(user_id, None)
+        self.voice_states.pop(user_id, None)
+        self.departures += 1
+        return member
 
     def shown_members(self, intents: int, large_threshold: int) -> list[str]:
         """Whose members GUILD_CREATE carries, by the rule in gateway-events.mdx
