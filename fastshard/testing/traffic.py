@@ -346,7 +346,7 @@ class TrafficGenerator(ObjectMaker):
         assert guild is not None
         self._tick()
         user = self.user(bot=self.rng.random() < 0.03)
-        member = {"roles": [], "premium_since": None, "pending": False, "nick": None, "mute": False,
+        member: dict[str, Any] = {"roles": [], "premium_since": None, "pending": False, "nick": None, "mute": False,
                   "joined_at": self.iso(self._clock_ms), "flags": 0, "deaf": False,
                   "communication_disabled_until": None, "banner": None, "avatar": None, "user": user}
         guild.members[user["id"]] = member
