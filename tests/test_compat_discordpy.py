@@ -7,8 +7,7 @@ to the real simulator over loopback.
 from __future__ import annotations
 
 import asyncio
-import logging
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import discord
@@ -17,8 +16,9 @@ import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import HTTPClient, Route
 
-from fastshard.testing import GatewaySimulator, SimConnection
+from fastshard.testing import GatewaySimulator
 from fastshard.testing.commands import VOICE_ENDPOINT
+from sim_compat import RESUME_KNOBS, library_log, run_every_fault_knob, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -26,28 +26,7 @@ pytestmark = pytest.mark.timeout(60)
 DISCARDED = ("Discarding", "Unknown event", "unknown member", "unknown channel", "Unknown OP")
 
 
-class LogRecorder(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-    def discarded(self) -> list[str]:
-        return [m for m in self.messages if any(word in m for word in DISCARDED)]
-
-
-@pytest.fixture
-def discord_log():
-    recorder = LogRecorder()
-    logger = logging.getLogger("discord")
-    old = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(recorder)
-    yield recorder
-    logger.removeHandler(recorder)
-    logger.setLevel(old)
+discord_log = library_log("discord", DISCARDED)
 
 
 class VoiceWebsocketReached(Exception):
@@ -92,15 +71,6 @@ def fake_rest(monkeypatch):
 
     state["point_at"] = point_at
     return state
-
-
-async def _wait_for(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise TimeoutError(f"{what} not reached within {timeout} s")
-        await asyncio.sleep(0.01)
 
 
 class Bot(discord.Client):
@@ -164,8 +134,8 @@ async def test_discordpy_sees_a_consistent_chunked_world(fake_rest, discord_log)
         assert session is not None
         assert len(bot.guilds) == 3
         # Once the stream (members joining and leaving too) is over, the caches match the world.
-        await _wait_for(lambda: session.seq >= 3 + 3 + 600, what="600 streamed events")  # READY, 3 GUILD_CREATE, chunks
-        await _wait_for(lambda: bot.ws.sequence == session.seq, what="the client caught up")
+        await wait_for(lambda: session.seq >= 3 + 3 + 600, what="600 streamed events")  # READY, 3 GUILD_CREATE, chunks
+        await wait_for(lambda: bot.ws.sequence == session.seq, what="the client caught up")
         for guild in bot.guilds:
             world = sim.world.guilds[str(guild.id)]
             assert guild.me is not None and guild.me.id == bot.user.id
@@ -208,27 +178,11 @@ async def test_discordpy_voice_connect_reaches_the_voice_websocket(fake_rest, di
         joins = [p["d"] for p in conn.received if p["op"] == 4]
         assert int(joins[0]["channel_id"]) == channel.id and int(joins[0]["guild_id"]) == guild.id
         # discord.py gave up and left voice: the simulator saw op 4 with no channel and told it so.
-        await _wait_for(lambda: len([p for p in conn.received if p["op"] == 4]) >= 2, what="leave voice")
+        await wait_for(lambda: len([p for p in conn.received if p["op"] == 4]) >= 2, what="leave voice")
         assert [p["d"]["channel_id"] for p in conn.received if p["op"] == 4][-1] is None
-        await _wait_for(lambda: guild.me.voice is None, what="the bot's voice state cleared")
+        await wait_for(lambda: guild.me.voice is None, what="the bot's voice state cleared")
         assert str(bot.user.id) not in sim.world.guilds[str(guild.id)].voice_states
         await _stop(bot, task)
-
-
-Knob = Callable[[SimConnection], Awaitable[None]]
-
-
-async def _zombie(conn: SimConnection) -> None:
-    conn.ack_heartbeats = False
-
-
-KNOBS: dict[str, Knob] = {
-    "drop": lambda c: c.drop(),
-    "reconnect": lambda c: c.reconnect(),
-    "invalidate_resumable": lambda c: c.invalidate_session(True),
-    "close_4000": lambda c: c.close(4000),
-    "zombie": _zombie,
-}
 
 
 async def test_discordpy_resumes_from_every_fault_knob(fake_rest, discord_log) -> None:
@@ -236,35 +190,8 @@ async def test_discordpy_resumes_from_every_fault_knob(fake_rest, discord_log) -
     sim.request_all_members_interval = 0.0  # discord.py chunks again after re-identifying
     async with sim:
         bot, task = await _start(sim, fake_rest)
-        session_id = sim.connections[0].session.session_id
-        for name, knob in KNOBS.items():
-            before = len(sim.connections)
-            conn = sim.connections[-1]
-            await knob(conn)
-            # A message posted while the client is away reaches it by replay.
-            message = conn.traffic.message_create()
-            await conn.session.dispatch("MESSAGE_CREATE", message)
-            new = await sim.wait_connection(before, timeout=5)
-            resume = await new.wait_for_op(6, timeout=5)
-            assert resume["d"]["session_id"] == session_id, name
-            await _wait_for(lambda: any(m.id == int(message["id"]) for m in bot.messages), what=f"replay after {name}")
-        # Knobs that keep the connection: split zlib messages, fragmented frames, op 1 from the server.
-        conn = sim.connections[-1]
-        conn.split_messages, conn.fragment_frames = 3, True
-        await conn.request_heartbeat()
-        message = conn.traffic.message_create()
-        await conn.dispatch("MESSAGE_CREATE", message)
-        await _wait_for(lambda: any(m.id == int(message["id"]) for m in bot.messages), what="split/fragmented")
-        assert bot.resumes == len(KNOBS)
-        # op 9 d=false: a new session (IDENTIFY, READY, GUILD_CREATEs, chunks again).
-        before = len(sim.connections)
-        await conn.invalidate_session(False)
-        new = await sim.wait_connection(before, timeout=5)
-        await new.wait_for_op(2, timeout=5)
-        await _wait_for(lambda: new.session is not None and new.session.session_id != session_id
-                        and all(g.chunked for g in bot.guilds), what="a new session")
-        message = new.traffic.message_create()
-        await new.dispatch("MESSAGE_CREATE", message)
-        await _wait_for(lambda: any(m.id == int(message["id"]) for m in bot.messages), what="after re-identify")
+        await run_every_fault_knob(sim, lambda mid: any(m.id == mid for m in bot.messages))
+        assert bot.resumes == len(RESUME_KNOBS)
+        await wait_for(lambda: all(g.chunked for g in bot.guilds), what="chunking again")
         assert discord_log.discarded() == []
         await _stop(bot, task)

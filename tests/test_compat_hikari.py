@@ -8,44 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import logging
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import hikari
 import hikari.impl.shard
 import pytest
 from hikari.impl.rest import RESTClientImpl
 
-from fastshard.testing import GatewaySimulator, SimConnection
+from fastshard.testing import GatewaySimulator
 from fastshard.testing.commands import VOICE_ENDPOINT
+from sim_compat import RESUME_KNOBS, library_log, run_every_fault_knob, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
 DISCARDED = ("unknown event", "unrecognised entity", "unknown opcode")
 
 
-class LogRecorder(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-    def discarded(self) -> list[str]:
-        return [m for m in self.messages if any(word in m.lower() for word in DISCARDED)]
-
-
-@pytest.fixture
-def hikari_log():
-    recorder = LogRecorder()
-    logger = logging.getLogger("hikari")
-    old = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(recorder)
-    yield recorder
-    logger.removeHandler(recorder)
-    logger.setLevel(old)
+hikari_log = library_log("hikari", DISCARDED)
 
 
 @pytest.fixture
@@ -65,15 +44,6 @@ def fake_rest(monkeypatch):
     # hikari backs off reconnects that follow a start within 30 s; the fault tests reconnect at once.
     monkeypatch.setattr(hikari.impl.shard, "_BACKOFF_WINDOW", 0.0)
     return state
-
-
-async def _wait_for(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise TimeoutError(f"{what} not reached within {timeout} s")
-        await asyncio.sleep(0.01)
 
 
 class Seen:
@@ -149,7 +119,7 @@ async def test_hikari_sees_a_consistent_chunked_world(fake_rest, hikari_log) -> 
         assert me is not None and str(me.id) == sim.world.bot_user["id"]
         # hikari chunks every guild at start-up; once the stream is over (members joined and
         # left meanwhile), its caches hold exactly the world's members.
-        await _wait_for(lambda: session.seq >= 600 and all(
+        await wait_for(lambda: session.seq >= 600 and all(
             _cached_members(bot, gid) == len(sim.world.guilds[gid].members) for gid in session.guild_ids),
             what="chunking and the stream")
         for gid in session.guild_ids:
@@ -166,7 +136,7 @@ async def test_hikari_sees_a_consistent_chunked_world(fake_rest, hikari_log) -> 
             for role in own.get_roles():
                 perms |= role.permissions
             assert perms & hikari.Permissions.SEND_MESSAGES and perms & hikari.Permissions.CONNECT
-        await _wait_for(lambda: session.seq >= 600 and len(seen.messages) >= 100, what="the stream")
+        await wait_for(lambda: session.seq >= 600 and len(seen.messages) >= 100, what="the stream")
         await asyncio.sleep(0.2)  # let the last dispatches reach the listeners
         assert seen.unresolved == []
         assert seen.edits and seen.deletes and seen.presences > 50 and seen.member_updates > 10
@@ -206,9 +176,9 @@ async def test_hikari_voice_connect_reaches_the_voice_websocket(fake_rest, hikar
         assert int(call["channel_id"]) == int(channel_id)
         # hikari left the channel after the failure: op 4 with no channel, answered.
         conn = sim.connections[0]
-        await _wait_for(lambda: [p["d"]["channel_id"] for p in conn.received if p["op"] == 4][-1:] == [None],
+        await wait_for(lambda: [p["d"]["channel_id"] for p in conn.received if p["op"] == 4][-1:] == [None],
                         what="leave voice")
-        await _wait_for(lambda: sim.world.bot_user["id"] not in sim.world.guilds[gid].voice_states,
+        await wait_for(lambda: sim.world.bot_user["id"] not in sim.world.guilds[gid].voice_states,
                         what="the bot's voice state cleared")
         # op 43 (hikari's request_channel_info) is answered with CHANNEL_INFO, not closed 4001.
         info_task = asyncio.ensure_future(bot.wait_for(hikari.ChannelInfoEvent, timeout=5))
@@ -222,49 +192,12 @@ async def test_hikari_voice_connect_reaches_the_voice_websocket(fake_rest, hikar
         await bot.close()
 
 
-async def _zombie(conn: SimConnection) -> None:
-    conn.ack_heartbeats = False
-
-
-KNOBS: dict[str, Callable[[SimConnection], Awaitable[None]]] = {
-    "drop": lambda c: c.drop(),
-    "reconnect": lambda c: c.reconnect(),
-    "invalidate_resumable": lambda c: c.invalidate_session(True),
-    "close_4000": lambda c: c.close(4000),
-    "zombie": _zombie,
-}
-
-
 async def test_hikari_resumes_from_every_fault_knob(fake_rest, hikari_log) -> None:
     sim = GatewaySimulator(guilds=2, heartbeat_interval=0.1, seed=10)
     sim.request_all_members_interval = 0.0  # hikari chunks again after re-identifying
     async with sim:
         bot, seen = await _start(sim, fake_rest)
-        session_id = sim.connections[0].session.session_id
-        for name, knob in KNOBS.items():
-            before = len(sim.connections)
-            conn = sim.connections[-1]
-            await knob(conn)
-            message = conn.traffic.message_create()
-            await conn.session.dispatch("MESSAGE_CREATE", message)
-            new = await sim.wait_connection(before, timeout=5)
-            resume = await new.wait_for_op(6, timeout=5)
-            assert resume["d"]["session_id"] == session_id, name
-            await _wait_for(lambda: int(message["id"]) in seen.message_ids, what=f"replay after {name}")
-        conn = sim.connections[-1]
-        conn.split_messages, conn.fragment_frames = 3, True
-        await conn.request_heartbeat()
-        message = conn.traffic.message_create()
-        await conn.dispatch("MESSAGE_CREATE", message)
-        await _wait_for(lambda: int(message["id"]) in seen.message_ids, what="split/fragmented")
-        assert seen.resumes == len(KNOBS)
-        before = len(sim.connections)
-        await conn.invalidate_session(False)
-        new = await sim.wait_connection(before, timeout=5)
-        await new.wait_for_op(2, timeout=5)
-        await _wait_for(lambda: new.session is not None and new.session.seq >= 3, what="a new session")
-        message = new.traffic.message_create()
-        await new.dispatch("MESSAGE_CREATE", message)
-        await _wait_for(lambda: int(message["id"]) in seen.message_ids, what="after re-identify")
+        await run_every_fault_knob(sim, lambda mid: mid in seen.message_ids)
+        assert seen.resumes == len(RESUME_KNOBS)
         assert seen.unresolved == [] and hikari_log.discarded() == []
         await bot.close()
