@@ -317,6 +317,8 @@ async def test_soundboard_channel_info_and_presence_are_answered() -> None:
         await raw.send(3, {"since": None, "activities": [], "status": "idle", "afk": False})
         await raw.nothing()  # Discord sends the bot nothing back
         assert sim.world.bot_presence["status"] == "idle"
+        bot_id = sim.world.bot_user["id"]
+        assert all(sim.world.guilds[gid].presences[bot_id]["status"] == "idle" for gid in ids)
         await raw.ws.close()
 
 

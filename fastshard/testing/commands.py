@@ -121,6 +121,8 @@ def update_voice_state(gen: TrafficGenerator, session_id: str, d: Any) -> Dispat
     channel = guild.channels.get(channel_id)
     if channel is None or channel["type"] not in (2, 13):
         return []  # not a voice channel of this guild: nothing happens
+    # A full channel would get no answer, but the bot's role has MOVE_MEMBERS,
+    # which bypasses user_limit (voice-connections.mdx), so it always joins.
     state = {"user_id": bot_id, "channel_id": channel_id, "session_id": session_id, "deaf": False,
              "mute": False, "self_deaf": bool(d.get("self_deaf")), "self_mute": bool(d.get("self_mute")),
              "self_video": False, "suppress": False, "request_to_speak_timestamp": None,
@@ -140,6 +142,14 @@ def update_presence(gen: TrafficGenerator, d: Any) -> Dispatches:
             or not isinstance(d.get("afk", False), bool):
         raise BadCommand(f"presence needs a status in {_STATUSES}, activities and afk")
     gen.world.bot_presence = {"status": d["status"], "activities": list(d.get("activities") or [])}
+    for guild_id in gen.guild_ids:  # a later GUILD_CREATE shows the new presence
+        guild = gen.guild(guild_id)
+        if d["status"] in ("invisible", "offline"):
+            guild.presences.pop(guild.bot_id, None)
+        else:
+            guild.presences[guild.bot_id] = {"user": {"id": guild.bot_id}, "status": d["status"],
+                                             "client_status": {"web": d["status"]}, "broadcast": None,
+                                             "activities": list(d.get("activities") or [])}
     return []
 
 

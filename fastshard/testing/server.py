@@ -204,6 +204,9 @@ class GatewaySimulator:
         threshold = session.identify.get("large_threshold")
         # IDENTIFY's large_threshold is 50-250, default 50 (gateway-events.mdx, Identify).
         threshold = min(max(threshold, 50), 250) if type(threshold) is int else 50
+        # Sent even without the GUILDS intent: the guilds READY announced must become
+        # available for a client to work at all (the docs list GUILD_CREATE under GUILDS
+        # but say it is "uniquely affected by intents"; its content follows them).
         return [gen.guild_create(gid, self.guild_members, large=i < self.large_guilds,
                                  intents=session.intents, large_threshold=threshold)
                 for i, gid in enumerate(session.guild_ids)]
