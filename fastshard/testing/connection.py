@@ -380,10 +380,6 @@ class SimConnection:
                 and 0 <= shard[0] < shard[1]):
             await self._close_with(Close.INVALID_SHARD, f"shard {shard!r}")
             return
-        if not self.sim.judge_identify(shard[0], shard[1]):
-            # Too fast for its bucket: Discord answers op 9, not a close.
-            await self.send_payload({"op": Op.INVALID_SESSION, "d": False, "s": None, "t": None})
-            return
         too_few = self.sim.sharding_required(shard[1])
         if too_few is not None:
             await self._close_with(Close.SHARDING_REQUIRED, too_few)
@@ -395,6 +391,11 @@ class SimConnection:
         allowed = self.sim.allowed_intents
         if allowed is not None and intents & PRIVILEGED_INTENTS & ~allowed:
             await self._close_with(Close.DISALLOWED_INTENTS, f"intents {intents}")
+            return
+        if not self.sim.judge_identify(shard[0], shard[1]):
+            # Judged last, so only an IDENTIFY that would start a session
+            # uses its bucket.  Too fast: Discord answers op 9, not a close.
+            await self.send_payload({"op": Op.INVALID_SESSION, "d": False, "s": None, "t": None})
             return
         if d.get("compress") is True:
             self.packer.enable_payload_compression()
