@@ -80,19 +80,20 @@ def test_budget_counts_down_and_resets_after_the_window() -> None:
 
 # -- helpers ----------------------------------------------------------------------------
 
-def _get(url: str, token: str | None = None) -> tuple[int, dict[str, Any], str]:
+def _get(url: str, token: str | None = None, method: str = "GET") -> tuple[int, dict[str, Any], str]:
     headers = {"User-Agent": "DiscordBot (test, 1)"}
     if token is not None:
         headers["Authorization"] = token
+    request = urllib.request.Request(url, headers=headers, method=method)
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as resp:
+        with urllib.request.urlopen(request, timeout=5) as resp:
             return resp.status, json.loads(resp.read()), resp.headers["Content-Type"]
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read()), exc.headers["Content-Type"]
 
 
-async def get(url: str, token: str | None = None) -> tuple[int, dict[str, Any], str]:
-    return await asyncio.to_thread(_get, url, token)
+async def get(url: str, token: str | None = None, method: str = "GET") -> tuple[int, dict[str, Any], str]:
+    return await asyncio.to_thread(_get, url, token, method)
 
 
 class RawShard:
@@ -168,6 +169,9 @@ async def test_unknown_api_paths_are_404_and_other_paths_still_websockets() -> N
     async with sharded(shards=1) as sim:
         status, body, _ = await get(sim.api_url + "/users/@me", "Bot tok")
         assert (status, body) == (404, {"message": "404: Not Found", "code": 0})
+        status, body, _ = await get(sim.api_url + "/gateway/bot", "Bot tok", method="DELETE")
+        assert (status, body) == (405, {"message": "405: Method Not Allowed", "code": 0})
+        assert (await get(f"http://127.0.0.1:{sim.port}/api/gateway/bot/", "Bot tok"))[0] == 200
         client = await RawShard.open(sim)        # the same port still speaks the gateway
         await client.identify([0, 1])
         await client.ready()

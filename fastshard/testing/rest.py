@@ -29,7 +29,7 @@ API_PATH = "/api/v10"
 
 # /api/gateway, /api/v10/gateway/bot, ... (Discord serves every version under /api/vN).
 _ROUTE = re.compile(r"/api(?:/v\d+)?(/gateway(?:/bot)?)/?")
-_REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found"}
+_REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}
 
 
 def _error(status: int) -> tuple[int, dict[str, Any]]:
@@ -47,7 +47,8 @@ def _authorized(sim: GatewaySimulator, authorization: str | None) -> bool:
     return expected is None or token == (expected[4:] if expected.startswith("Bot ") else expected)
 
 
-def rest_answer(sim: GatewaySimulator, path: str, authorization: str | None) -> tuple[int, dict[str, Any]] | None:
+def rest_answer(sim: GatewaySimulator, method: str, path: str,
+                authorization: str | None) -> tuple[int, dict[str, Any]] | None:
     """``(status, JSON body)`` for a request to ``path``; None when it is not an API path."""
     target = urlsplit(path).path
     if not target.startswith("/api/"):
@@ -55,6 +56,8 @@ def rest_answer(sim: GatewaySimulator, path: str, authorization: str | None) -> 
     match = _ROUTE.fullmatch(target)
     if match is None:
         return _error(404)
+    if method != "GET":
+        return _error(405)
     if match[1] == "/gateway":  # documented as needing no authentication
         return 200, {"url": sim.url}
     if not _authorized(sim, authorization):
@@ -64,7 +67,9 @@ def rest_answer(sim: GatewaySimulator, path: str, authorization: str | None) -> 
 
 def process_request(sim: GatewaySimulator, connection: ServerConnection, request: Request) -> Response | None:
     """The websockets ``process_request`` hook: answer API paths, let websockets have the rest."""
-    answer = rest_answer(sim, request.path, request.headers.get("Authorization"))
+    # Request.method is newer than the websockets this package supports (>= 14).
+    method = getattr(request, "method", "GET")
+    answer = rest_answer(sim, method, request.path, request.headers.get("Authorization"))
     if answer is None:
         return None
     status, body = answer
@@ -75,5 +80,5 @@ def process_request(sim: GatewaySimulator, connection: ServerConnection, request
         ("Content-Type", "application/json"),
         ("Content-Length", str(len(data))),
     ])
-    sim._log(f"HTTP GET {request.path} -> {status}")
+    sim._log(f"HTTP {method} {request.path} -> {status}")
     return Response(status, _REASONS[status], headers, data)

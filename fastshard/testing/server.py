@@ -30,7 +30,33 @@ log = logging.getLogger("fastshard.testing")
 
 
 class GatewaySimulator:
-    """A Discord gateway on a local port.  See the package docstring for usage."""
+    """A Discord gateway on a local port.  See the package docstring for usage.
+
+    Sharding (one server for every shard of a bot):
+
+    - ``shards``: the count GET /gateway/bot recommends.  The bot is then in
+      ``guilds * shards`` guilds, and a session identifying with
+      ``[shard_id, num_shards]`` gets those with ``(guild_id >> 22) %
+      num_shards == shard_id`` (about ``guilds * shards / num_shards``).
+      None (the default): unsharded, every session gets ``guilds`` guilds.
+    - ``max_concurrency`` and ``identify_interval``: one IDENTIFY per
+      ``shard_id % max_concurrency`` per interval; a faster one is answered
+      op 9 d=false and counted in ``identify_violations``.  Every judged
+      IDENTIFY is in ``identify_log`` (``IdentifyRecord``: at, shard_id,
+      num_shards, key, allowed).  ``identify_slack`` (default 10% of the
+      interval) forgives server-side scheduling jitter.
+    - ``session_start_limit`` per ``session_start_reset_after`` seconds:
+      ``remaining`` drops on every IDENTIFY (refused ones too, never a
+      RESUME); one more ends every session with 4004 and resets ``token``.
+    - ``max_guilds_per_shard``: a session that would hold more is closed 4011
+      (``required_shards`` still closes 4011 below that count).  4010 for a
+      shard outside ``[0, num_shards)`` or a malformed ``shard``.
+
+    The identify rules and the budget are enforced once ``shards`` or
+    ``max_concurrency`` is given; unsharded, IDENTIFYs are only counted.
+    ``api_url`` (``http://host:port/api/v10``) serves GET /gateway and
+    GET /gateway/bot on the same port.
+    """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, seed: int = 0, guilds: int = 3,
                  heartbeat_interval: float = 41.25, heartbeat_timeout: float | None = None,
