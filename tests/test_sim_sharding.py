@@ -289,6 +289,7 @@ async def test_sharding_required_4011_from_guilds_per_shard() -> None:
     # 4 x 3 = 12 guilds in all; at most 6 per shard: one shard is too few, two are enough.
     async with sharded(shards=4, guilds=3, max_guilds_per_shard=6) as sim:
         assert sim.guilds_per_session(1) == 12 and sim.guilds_per_session(3) == 4
+        assert [sim.guilds_per_session(5, i) for i in range(5)] == [3, 3, 2, 2, 2]
         client = await RawShard.open(sim)
         await client.identify([0, 1])
         assert await client.closed() == 4011
@@ -310,9 +311,9 @@ async def test_required_shards_still_closes_4011() -> None:
         assert body["shards"] == 3
 
 
-@pytest.mark.parametrize("num_shards", [4, 2])
+@pytest.mark.parametrize("num_shards", [4, 2, 5])
 async def test_each_shard_gets_the_guilds_the_formula_routes_to_it(num_shards: int) -> None:
-    async with sharded(shards=4, max_concurrency=4, guilds=3) as sim:
+    async with sharded(shards=4, max_concurrency=8, guilds=3) as sim:
         seen: list[int] = []
         clients = []
         for shard_id in range(num_shards):
@@ -321,7 +322,7 @@ async def test_each_shard_gets_the_guilds_the_formula_routes_to_it(num_shards: i
             ready, creates = await client.ready()
             ids = [int(g["id"]) for g in creates]
             assert [int(g["id"]) for g in ready["guilds"]] == ids
-            assert len(ids) == 3 * 4 // num_shards
+            assert len(ids) == 12 // num_shards + (shard_id < 12 % num_shards)
             assert all((gid >> 22) % num_shards == shard_id for gid in ids)
             seen += ids
             clients.append(client)

@@ -8,8 +8,8 @@ the wire behaviour of a shard.
 from __future__ import annotations
 
 import asyncio
-import logging
 import functools
+import logging
 import random
 import time
 from types import TracebackType
@@ -37,7 +37,8 @@ class GatewaySimulator:
     - ``shards``: the count GET /gateway/bot recommends.  The bot is then in
       ``guilds * shards`` guilds, and a session identifying with
       ``[shard_id, num_shards]`` gets those with ``(guild_id >> 22) %
-      num_shards == shard_id`` (about ``guilds * shards / num_shards``).
+      num_shards == shard_id`` (``guilds * shards / num_shards``, the
+      remainder going to the lowest shard ids).
       None (the default): unsharded, every session gets ``guilds`` guilds.
     - ``max_concurrency`` and ``identify_interval``: one IDENTIFY per
       ``shard_id % max_concurrency`` per interval; a faster one is answered
@@ -48,9 +49,10 @@ class GatewaySimulator:
     - ``session_start_limit`` per ``session_start_reset_after`` seconds:
       ``remaining`` drops on every IDENTIFY (refused ones too, never a
       RESUME); one more ends every session with 4004 and resets ``token``.
-    - ``max_guilds_per_shard``: a session that would hold more is closed 4011
-      (``required_shards`` still closes 4011 below that count).  4010 for a
-      shard outside ``[0, num_shards)`` or a malformed ``shard``.
+    - ``max_guilds_per_shard``: with ``shards`` set, a session that would
+      hold more is closed 4011 (``required_shards`` still closes 4011 below
+      that count).  4010 for a shard outside ``[0, num_shards)`` or a
+      malformed ``shard``.
 
     The identify rules and the budget are enforced once ``shards`` or
     ``max_concurrency`` is given; unsharded, IDENTIFYs are only counted.
@@ -222,20 +224,24 @@ class GatewaySimulator:
                                         "reset_after": budget.reset_after_ms(now),
                                         "max_concurrency": self.max_concurrency}}
 
-    def guilds_per_session(self, num_shards: int) -> int:
-        """Guilds a session identifying with ``num_shards`` holds.
+    def guilds_per_session(self, num_shards: int, shard_id: int = 0) -> int:
+        """Guilds a session identifying as ``[shard_id, num_shards]`` holds.
 
         With ``shards`` set the world has ``guilds * shards`` guilds, split by
-        ``(guild_id >> 22) % num_shards``; without it every session gets ``guilds``.
+        ``(guild_id >> 22) % num_shards`` (shard 0 holds the most); without
+        it every session gets ``guilds``.
         """
         if self.shards is None:
             return self.guilds
-        return -(-self.guilds * self.shards // num_shards)
+        share, extra = divmod(self.guilds * self.shards, num_shards)
+        return share + (shard_id < extra)
 
     def sharding_required(self, num_shards: int) -> str | None:
         """Why IDENTIFY with ``num_shards`` gets close 4011, or None when it is enough."""
         if self.required_shards is not None and num_shards < self.required_shards:
             return f"{num_shards} shards, {self.required_shards} required"
+        if self.shards is None:
+            return None  # unsharded: ``guilds`` is per session whatever num_shards says
         held = self.guilds_per_session(num_shards)
         if held > self.max_guilds_per_shard:
             return f"{held} guilds per shard with {num_shards} shards, at most {self.max_guilds_per_shard}"
@@ -312,7 +318,7 @@ class GatewaySimulator:
         if key not in self._guild_ids:
             gen = TrafficGenerator(f"guilds:{self.seed}:{shard_id}:{total}")
             ids: list[str] = []
-            count = self.guilds_per_session(total)
+            count = self.guilds_per_session(total, shard_id)
             while len(ids) < count:
                 # Move the timestamp to the next one that routes here: O(1) per
                 # guild where sampling would take ~total tries (10,000 shards).
