@@ -20,7 +20,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from fastshard import WebsocketShard
+from fastshard import LocalIdentifyQueue, ShardManager, WebsocketShard
 from fastshard.cli.main import main as cli_main
 from fastshard.testing import GatewaySimulator
 from fastshard.testing.identify_limits import IdentifyLimiter, SessionStartBudget, rate_limit_key
@@ -260,6 +260,28 @@ async def test_websocket_shards_of_one_bucket_start_together() -> None:
             await asyncio.gather(*(shard.close() for shard in shards))
         assert [d["shard"] for d in data] == [[i, 4] for i in range(4)]
         assert sim.identify_violations == 0 and sim.session_start_remaining == 996
+
+
+async def test_shard_manager_starts_buckets_in_order_with_no_violation() -> None:
+    # The manager takes shards and max_concurrency from the simulator's GET /gateway/bot.
+    async with sharded(shards=8, max_concurrency=4, guilds=1, token="tok") as sim:
+        manager = ShardManager(token="tok", intents=513, api_url=sim.api_url,
+                               identify_queue=LocalIdentifyQueue(4, interval=INTERVAL))
+        try:
+            await manager.start()
+            await manager.wait_ready(10)
+            assert manager.shard_count == 8
+        finally:
+            await manager.close()
+        assert sim.identify_violations == 0
+        log = sim.identify_log
+        assert sorted(r.shard_id for r in log[:4]) == [0, 1, 2, 3]     # bucket round 1...
+        assert sorted(r.shard_id for r in log[4:]) == [4, 5, 6, 7]     # ...then round 2
+        for key in range(4):
+            first, second = (r.at for r in log if r.key == key)
+            assert second - first >= INTERVAL * 0.9
+        status, body, _ = await get(sim.api_url + "/gateway/bot", "Bot tok")
+        assert body["session_start_limit"]["remaining"] == 992
 
 
 async def test_unsharded_simulator_counts_but_lets_identifies_through() -> None:
