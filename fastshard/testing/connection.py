@@ -371,7 +371,8 @@ class SimConnection:
         if not self._token_ok(d.get("token")):
             await self._close_with(Close.AUTHENTICATION_FAILED)
             return
-        # Every IDENTIFY of the app spends a session start, refused ones too.
+        # Every IDENTIFY of the app spends a session start, refused ones too
+        # (a wrong token is no app's, so it spent nothing above).
         if not self.sim.spend_session_start():
             await self.sim.exhaust_session_starts()
             return
