@@ -16,6 +16,13 @@ per 60 s limit, and scriptable faults::
         conn.ack_heartbeats = False             # make it a zombie connection
         await conn.drop()                       # or lose the network
 
+One simulator serves every shard of a bot: with ``shards=N,
+max_concurrency=M, identify_interval=...`` it routes guilds by
+``(guild_id >> 22) % num_shards``, answers an IDENTIFY that is too fast for
+its bucket (``shard_id % M``) with op 9 (counted in ``identify_violations``),
+closes 4010/4011, spends ``session_start_limit`` and serves
+``GET {sim.api_url}/gateway/bot`` with Discord's fields.
+
 Every simulator holds one ``World`` (guilds, channels, roles, members with
 the bot among them, messages, voice states); the dispatches it sends, and
 those ``conn.traffic`` makes, are about that world and honour the session's

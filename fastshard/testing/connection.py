@@ -399,14 +399,19 @@ class SimConnection:
         if not self._token_ok(d.get("token")):
             await self._close_with(Close.AUTHENTICATION_FAILED)
             return
+        # Every IDENTIFY of the app spends a session start, refused ones too
+        # (a wrong token is no app's, so it spent nothing above).
+        if not self.sim.spend_session_start():
+            await self.sim.exhaust_session_starts()
+            return
         shard = d.get("shard", [0, 1])
         if not (isinstance(shard, list) and len(shard) == 2 and all(type(x) is int for x in shard)
                 and 0 <= shard[0] < shard[1]):
             await self._close_with(Close.INVALID_SHARD, f"shard {shard!r}")
             return
-        required = self.sim.required_shards
-        if required is not None and shard[1] < required:
-            await self._close_with(Close.SHARDING_REQUIRED, f"{shard[1]} shards, {required} required")
+        too_few = self.sim.sharding_required(shard[1])
+        if too_few is not None:
+            await self._close_with(Close.SHARDING_REQUIRED, too_few)
             return
         intents: int = d["intents"]
         if intents < 0 or intents & ~ALL_INTENTS:
@@ -415,6 +420,11 @@ class SimConnection:
         allowed = self.sim.allowed_intents
         if allowed is not None and intents & PRIVILEGED_INTENTS & ~allowed:
             await self._close_with(Close.DISALLOWED_INTENTS, f"intents {intents}")
+            return
+        if not self.sim.judge_identify(shard[0], shard[1]):
+            # Judged last, so only an IDENTIFY that would start a session
+            # uses its bucket.  Too fast: Discord answers op 9, not a close.
+            await self.send_payload({"op": Op.INVALID_SESSION, "d": False, "s": None, "t": None})
             return
         if d.get("compress") is True:
             self.packer.enable_payload_compression()
