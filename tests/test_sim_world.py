@@ -270,6 +270,16 @@ async def test_request_all_members_needs_guild_members_and_presences_need_guild_
         await raw.ws.close()
 
 
+async def test_identify_presence_is_the_bots_presence_in_guild_create() -> None:
+    async with GatewaySimulator(guilds=2, seed=12) as sim:
+        presence = {"since": None, "activities": [{"name": "tests", "type": 0}], "status": "dnd", "afk": False}
+        raw, ready, creates = await _identify(sim, ALL, presence=presence)
+        for g in creates:
+            (own,) = [p for p in g["presences"] if p["user"]["id"] == ready["user"]["id"]]
+            assert own["status"] == "dnd" and own["activities"] == [{"name": "tests", "type": 0}]
+        await raw.ws.close()
+
+
 async def test_voice_join_move_and_leave() -> None:
     async with GatewaySimulator(guilds=1, seed=7) as sim:
         raw, ready, (g,) = await _identify(sim, UNPRIVILEGED)

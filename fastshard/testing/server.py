@@ -18,7 +18,7 @@ from typing import Any, Awaitable, Callable
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from .commands import MembersRateLimit
+from .commands import BadCommand, MembersRateLimit, update_presence
 from .connection import SimConnection
 from .identify_limits import IdentifyLimiter, IdentifyRecord, SessionStartBudget
 from .protocol import Close
@@ -369,6 +369,14 @@ class GatewaySimulator:
         threshold = session.identify.get("large_threshold")
         # IDENTIFY's large_threshold is 50-250, default 50 (gateway-events.mdx, Identify).
         threshold = min(max(threshold, 50), 250) if type(threshold) is int else 50
+        for i, gid in enumerate(session.guild_ids):
+            self.world.guild(gid, self.guild_members, large=i < self.large_guilds)
+        presence = session.identify.get("presence")
+        if presence is not None:
+            try:  # IDENTIFY's initial presence is the bot's in its guilds
+                update_presence(gen, presence)
+            except BadCommand:
+                pass  # an unusable presence leaves the bot online
         # Sent even without the GUILDS intent: the guilds READY announced must become
         # available for a client to work at all (the docs list GUILD_CREATE under GUILDS
         # but say it is "uniquely affected by intents"; its content follows them).
