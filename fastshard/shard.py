@@ -26,6 +26,7 @@ from .codec import DEFAULT_MAX_MESSAGE_SIZE, make_decoder, make_encoder
 from .errors import (ConnectionFailedError, NotConnectedError, PayloadTooLargeError, RateLimitedError,
                      ShardError)
 from .gateway import Emit, Fail, GatewayState, Reconnect, Send
+from .identify_queue import IdentifyQueue
 from .ratelimit import SlidingWindow
 
 __all__ = ["WebsocketShard", "ShardStatus", "EVENT_NAMES"]
@@ -194,9 +195,11 @@ class WebsocketShard:
         url: str = "gateway.discord.gg",
         session: str | None = None,
         sequence: int = 0,
+        resume_url: str | None = None,
         big_ints_as_str: bool = True,
         disabled_events: Iterable[str] = (),
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        identify_queue: IdentifyQueue | None = None,
     ) -> None:
         if not isinstance(token, str):
             raise TypeError(f"token must be a str, not {type(token).__name__}")
@@ -233,9 +236,16 @@ class WebsocketShard:
         if session is not None and (not isinstance(session, str) or not session):
             raise ValueError(f"session must be a non-empty str or None, not {session!r}")
         _check_int("sequence", sequence, minimum=0)
+        if resume_url is not None and (not isinstance(resume_url, str) or not resume_url.strip()):
+            raise ValueError(f"resume_url must be a non-empty str or None, not {resume_url!r}")
+        if resume_url is not None and session is None:
+            raise ValueError("resume_url is only used with session= (the session to resume there)")
         if isinstance(disabled_events, str):
             raise TypeError("disabled_events must be a collection of event names, not a str")
         _check_int("max_message_size", max_message_size, minimum=4096)
+        if identify_queue is not None and not callable(getattr(identify_queue, "acquire", None)):
+            raise TypeError(f"identify_queue must have an async acquire(shard_id) method (an IdentifyQueue), "
+                            f"not {type(identify_queue).__name__}")
 
         self.id = id
         self.total = total
@@ -253,7 +263,7 @@ class WebsocketShard:
         self._gateway = GatewayState(
             token=token, intents=intents, shard=(id, total), properties=properties,
             compress=compression == 1, large_threshold=large_threshold, presence=presence,
-            session_id=session, sequence=self._decoder)
+            session_id=session, resume_url=resume_url, sequence=self._decoder)
 
         self._status = ShardStatus.CLOSED
         self._listeners: dict[str, list[list[Any]]] = {name: [] for name in EVENT_NAMES}
@@ -272,6 +282,9 @@ class WebsocketShard:
         self._pings: list[tuple[bytes, float, asyncio.Future[float]]] = []
         self._ping_counter = 0
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+        #: Every IDENTIFY waits on this queue (RESUME never does); None: identify at once.
+        self.identify_queue = identify_queue
+        self._identify_task: Optional[asyncio.Task[None]] = None
 
     # -- public state -------------------------------------------------------
     @property
@@ -840,7 +853,10 @@ class WebsocketShard:
     def _apply(self, actions: list[Any]) -> None:
         for action in actions:
             if isinstance(action, Send):
-                self._send_internal(action.payload)
+                if action.payload["op"] == opcodes.IDENTIFY and self.identify_queue is not None:
+                    self._identify_later(action.payload)
+                else:
+                    self._send_internal(action.payload)
             elif isinstance(action, Emit):
                 if action.name in ("ready", "resumed"):
                     self._status = ShardStatus.CONNECTED
@@ -853,6 +869,38 @@ class WebsocketShard:
                 self._fail(action.error)
                 return
         self._schedule_heartbeat()
+
+    def _identify_later(self, payload: dict[str, Any]) -> None:
+        """IDENTIFY once the identify queue lets this shard through; heartbeats go on meanwhile."""
+        self._cancel_identify()
+        listener = self._listener
+        self._identify_task = task = asyncio.ensure_future(self._identify_when_allowed(payload, listener))
+        task.add_done_callback(self._identify_done)
+
+    async def _identify_when_allowed(self, payload: dict[str, Any], listener: Optional[_Listener]) -> None:
+        assert self.identify_queue is not None
+        self._debug("waiting for the identify queue")
+        try:
+            await self.identify_queue.acquire(self.id)
+        except ShardError as exc:  # the daily budget is spent: identifying would reset the token
+            self._fail(exc)
+            return
+        if listener is not self._listener or listener is None or listener.intent is not None:
+            # The connection went while we waited; the next connection asks again.
+            self._debug("the connection closed while waiting to identify; the granted slot goes unused")
+            return
+        self._send_internal(payload)
+
+    def _identify_done(self, task: asyncio.Task[None]) -> None:
+        if self._identify_task is task:
+            self._identify_task = None
+        if not task.cancelled() and task.exception() is not None:
+            self._fail(ShardError(f"the identify queue failed: {task.exception()!r}"))
+
+    def _cancel_identify(self) -> None:
+        task, self._identify_task = self._identify_task, None
+        if task is not None and not task.done():
+            task.cancel()
 
     def _send_internal(self, payload: dict[str, Any]) -> None:
         """Commands the protocol requires (heartbeat, identify, resume): counted, never refused."""
@@ -891,6 +939,8 @@ class WebsocketShard:
             self._heartbeat_timer = self._loop.call_at(at, self._heartbeat_due)
 
     def _cancel_heartbeat(self) -> None:
+        # The identify wait belongs to the connection as the heartbeat does: they end together.
+        self._cancel_identify()
         if self._heartbeat_timer is not None:
             self._heartbeat_timer.cancel()
             self._heartbeat_timer = None
