@@ -5,7 +5,8 @@ or one live connection (see ``WebsocketShard._start_reconnect``).  Each test
 fires one fault at one moment and checks, at every event loop iteration, that
 the invariant holds; then that the shard resumed (never identified again) and
 the user saw every dispatch exactly once in order, or, when the moment is
-close(), that it closed with nothing left behind.
+close(), that it closed with nothing left behind.  The last test covers the
+moment an IDENTIFY waits on its identify queue.
 """
 from __future__ import annotations
 
@@ -161,3 +162,48 @@ async def test_every_fault_at_every_moment(make_sim, make_shard, fault, moment):
     assert len(sim.connections) >= 3 or moment == "mid-replay"  # the fault cost a connection
     for task in pending:
         await task
+
+
+class Gate:
+    """An identify queue that lets IDENTIFY through when the test opens it."""
+
+    def __init__(self) -> None:
+        self.opened = asyncio.Event()
+        self.waiting = 0
+
+    async def acquire(self, shard_id: int) -> None:
+        self.waiting += 1
+        try:
+            await self.opened.wait()
+        finally:
+            self.waiting -= 1
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_every_fault_while_identify_waits_on_its_queue(make_sim, make_shard, fault):
+    sim = await make_sim(guilds=1, heartbeat_interval=0.05, heartbeat_timeout=5.0)
+    gate = Gate()
+    shard, rec = make_shard(sim, identify_queue=gate)
+    watch = Watch(shard)
+    await shard.connect()
+    await rec.until(lambda: gate.waiting == 1, what="IDENTIFY waiting on the queue")
+    await fire(sim.connections[0], fault, hello_sent=True)
+
+    def identifies() -> list[tuple[int, dict[str, Any]]]:
+        return [(c.index, p) for c in sim.connections for p in c.received if p.get("op") == Op.IDENTIFY]
+
+    if fault in ("reset", "close-4000"):
+        # Lost before any session existed: the shard stops and says so; the wait is given up.
+        await rec.until(lambda: rec.closes, what="close event")
+        assert shard.status == ShardStatus.CLOSED and gate.waiting == 0
+        gate.opened.set()
+        assert identifies() == []
+    else:
+        # The shard left on purpose: it identifies on a new connection, once the queue allows.
+        await rec.until(lambda: len(sim.connections) >= 2 and gate.waiting == 1, what="the wait on a new connection")
+        assert sim.connections[0].closed
+        gate.opened.set()
+        await rec.until(lambda: rec.ready and shard.status == ShardStatus.CONNECTED, what="READY")
+        assert [index for index, _ in identifies()] == [len(sim.connections) - 1]
+        assert not rec.closes
+    assert await watch.stop() == []
