@@ -63,3 +63,13 @@ def test_listen_shards_usage_errors(argv: list[str], message: str, capsys: pytes
         main(argv)
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+async def test_listen_shards_auto_without_a_token_runs_a_sharded_simulator() -> None:
+    code, out, err = await _run("listen", "--shards", "auto", "--shard-count", "4", "--max-concurrency", "2",
+                                "--sim-identify-interval", "0.05", "--duration", "1.5")
+    assert code == 0, err
+    assert "no token given: watching the built-in gateway simulator" in out.splitlines()[0]
+    lines = [m.groups() for m in map(SHARD_LINE.match, out.splitlines()) if m]
+    assert {sid for sid, _, t in lines if t == "GUILD_CREATE"} == {"0", "1", "2", "3"}
+    assert "4 shards of 4, max_concurrency 2" in out and "identifies spent 4" in out

@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 
 from fastshard import (FileSessionStore, GatewayCloseError, LocalIdentifyQueue, MemorySessionStore, SessionInfo,
-                       ShardManager, ShardStatus)
+                       SessionStartLimitError, ShardManager, ShardStatus)
 from fastshard.rest import GatewayLookupError
 from fastshard.testing import GatewaySimulator
 
@@ -37,21 +37,37 @@ class Seen:
             await asyncio.sleep(0.01)
 
 
+class Managers(list[ShardManager]):
+    sims: list[GatewaySimulator]
+
+
 @pytest_asyncio.fixture
-async def managers() -> AsyncIterator[list[ShardManager]]:
-    made: list[ShardManager] = []
+async def managers() -> AsyncIterator[Managers]:
+    made = Managers()
+    made.sims = []
     yield made
     for m in made:
         await m.close()
+    # Whatever a test did, the manager never identified faster than the buckets allow.
+    for sim in made.sims:
+        assert sim.identify_violations == 0, sim.identify_log
 
 
-def make(made: list[ShardManager], sim: GatewaySimulator, **kw: Any) -> tuple[ShardManager, Seen]:
+async def sharded_sim(make_sim: Any, shards: int = 3, max_concurrency: int = 1, **kw: Any) -> GatewaySimulator:
+    kw.setdefault("guilds", 1)
+    kw.setdefault("heartbeat_interval", 1.0)
+    kw.setdefault("identify_interval", 0.05)
+    sim: GatewaySimulator = await make_sim(shards=shards, max_concurrency=max_concurrency, **kw)
+    return sim
+
+
+def make(made: Managers, sim: GatewaySimulator, **kw: Any) -> tuple[ShardManager, Seen]:
+    """A manager that learns everything from the simulator's GET /gateway/bot."""
+    made.sims.append(sim)
     kw.setdefault("token", "test-token")
     kw.setdefault("intents", 513)
-    kw.setdefault("url", sim.url)
-    kw.setdefault("shard_count", 3)
-    kw.setdefault("max_concurrency", 1)
-    kw.setdefault("identify_queue", LocalIdentifyQueue(kw["max_concurrency"], interval=0.05))
+    kw.setdefault("api_url", sim.api_url)
+    kw.setdefault("identify_queue", LocalIdentifyQueue(sim.max_concurrency or 1, interval=sim.identify_interval))
     manager = ShardManager(**kw)
     manager.reconnect_base_delay = 0.01
     manager.reconnect_max_delay = 0.05
@@ -80,8 +96,8 @@ def connection_of(sim: GatewaySimulator, shard_id: int) -> Any:
     raise AssertionError(f"no open connection for shard {shard_id}")
 
 
-async def test_events_carry_the_shard_id_they_came_from(make_sim: Any, managers: list[ShardManager]) -> None:
-    sim = await make_sim(guilds=2, heartbeat_interval=1.0)
+async def test_events_carry_the_shard_id_they_came_from(make_sim: Any, managers: Managers) -> None:
+    sim = await sharded_sim(make_sim, guilds=2)
     manager, seen = make(managers, sim)
     stream = manager.events()
     await manager.start()
@@ -109,29 +125,42 @@ async def test_events_carry_the_shard_id_they_came_from(make_sim: Any, managers:
     assert manager.identifies_spent == 3
 
 
-async def test_every_identify_waits_for_its_bucket(make_sim: Any, managers: list[ShardManager]) -> None:
-    sim = await make_sim(guilds=1, heartbeat_interval=1.0)
-    queue = LocalIdentifyQueue(2, interval=0.15)
-    manager, seen = make(managers, sim, shard_count=6, max_concurrency=2, identify_queue=queue)
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    ready_at: dict[int, float] = {}
-    manager.on("ready", lambda sid, _: ready_at.setdefault(sid, loop.time() - t0))
+async def test_every_identify_waits_for_its_bucket(make_sim: Any, managers: Managers) -> None:
+    sim = await sharded_sim(make_sim, shards=8, max_concurrency=2, identify_interval=0.15)
+    manager, seen = make(managers, sim)
     await manager.start()
     await manager.wait_ready(5)
-    order = identify_shards(sim)
-    assert sorted(order) == list(range(6))
+    log = [r for r in sim.identify_log if r.allowed]
+    assert sorted(r.shard_id for r in log) == list(range(8)) and len(sim.identify_log) == 8
     for bucket in (0, 1):
-        ids = [i for i in order if i % 2 == bucket]
-        assert ids == sorted(ids)  # lowest id first within a bucket
-        times = [ready_at[i] for i in ids]
-        assert all(b - a >= 0.13 for a, b in zip(times, times[1:])), times
-    assert queue.spent == 6
+        ids = [r.shard_id for r in log if r.key == bucket]
+        assert ids == sorted(ids)  # lowest id first within a bucket: rounds 0-1, 2-3, 4-5, 6-7
+        times = [r.at for r in log if r.key == bucket]
+        assert all(b - a >= 0.135 for a, b in zip(times, times[1:])), times  # measured at the server
+    assert manager.identifies_spent == 8 and manager.max_concurrency == 2 and manager.shard_count == 8
+    assert sim.session_start_remaining == manager.session_starts_remaining
 
 
-async def test_resume_on_restart_spends_no_identify(make_sim: Any, managers: list[ShardManager],
+async def test_not_enough_session_starts_refuses_before_spending_any(make_sim: Any, managers: Managers) -> None:
+    sim = await sharded_sim(make_sim, shards=3, session_start_limit=2)
+    manager, _ = make(managers, sim)
+    with pytest.raises(SessionStartLimitError) as info:
+        await manager.start()
+    assert info.value.remaining == 2 and info.value.needed == 3
+    assert "3 shards must identify but only 2 session starts are left" in str(info.value)
+    assert sim.identify_log == [] and manager.shards == {}
+
+
+async def test_a_rejected_token_raises_from_start(make_sim: Any) -> None:
+    sim = await sharded_sim(make_sim, token="the-real-token")
+    manager = ShardManager(token="a-wrong-token", intents=513, api_url=sim.api_url)
+    with pytest.raises(GatewayLookupError, match="rejected the token"):
+        await manager.start()
+
+
+async def test_resume_on_restart_spends_no_identify(make_sim: Any, managers: Managers,
                                                     tmp_path: Path) -> None:
-    sim = await make_sim(guilds=1, heartbeat_interval=1.0)
+    sim = await sharded_sim(make_sim)
     path = tmp_path / "sessions.json"
     first, _ = make(managers, sim, session_store=FileSessionStore(path))
     await first.start()
@@ -151,8 +180,8 @@ async def test_resume_on_restart_spends_no_identify(make_sim: Any, managers: lis
     assert second.identifies_spent == 0
 
 
-async def test_a_changed_shard_count_identifies_afresh(make_sim: Any, managers: list[ShardManager]) -> None:
-    sim = await make_sim(guilds=1, heartbeat_interval=1.0)
+async def test_a_changed_shard_count_identifies_afresh(make_sim: Any, managers: Managers) -> None:
+    sim = await sharded_sim(make_sim)
     store = MemorySessionStore()
     for sid in range(2):
         await store.save(sid, SessionInfo(f"old-{sid}", 10, sim.resume_url, shard_count=2))
@@ -164,13 +193,14 @@ async def test_a_changed_shard_count_identifies_afresh(make_sim: Any, managers: 
 
 
 @pytest.mark.parametrize("how", ["op9", "4009", "4007"])
-async def test_a_dead_session_is_identified_again_through_the_queue(make_sim: Any, managers: list[ShardManager],
+async def test_a_dead_session_is_identified_again_through_the_queue(make_sim: Any, managers: Managers,
                                                                      how: str) -> None:
-    sim = await make_sim(guilds=1, heartbeat_interval=1.0)
+    sim = await sharded_sim(make_sim)
     queue = LocalIdentifyQueue(1, interval=0.05)
     manager, seen = make(managers, sim, identify_queue=queue)
     await manager.start()
     await manager.wait_ready(5)
+    await asyncio.sleep(0.06)  # the bucket's last IDENTIFY is an interval old: re-identifying need not wait
     conn = connection_of(sim, 1)
     old_session = conn.session.session_id
     if how == "op9":
@@ -185,9 +215,9 @@ async def test_a_dead_session_is_identified_again_through_the_queue(make_sim: An
     assert all(s.status == ShardStatus.CONNECTED for s in manager.shards.values())
 
 
-async def test_a_fatal_close_stops_every_shard_resumably(make_sim: Any, managers: list[ShardManager],
+async def test_a_fatal_close_stops_every_shard_resumably(make_sim: Any, managers: Managers,
                                                          tmp_path: Path) -> None:
-    sim = await make_sim(guilds=1, heartbeat_interval=1.0)
+    sim = await sharded_sim(make_sim)
     store = FileSessionStore(tmp_path / "s.json")
     manager, seen = make(managers, sim, session_store=store)
     stream = manager.events()
@@ -209,19 +239,19 @@ async def test_a_fatal_close_stops_every_shard_resumably(make_sim: Any, managers
 
 
 async def test_sharding_required_says_to_take_the_count_from_gateway_bot(make_sim: Any,
-                                                                         managers: list[ShardManager]) -> None:
-    sim = await make_sim(guilds=1, heartbeat_interval=1.0, required_shards=4)
-    manager, seen = make(managers, sim, shard_count=2)
+                                                                         managers: Managers) -> None:
+    sim = await sharded_sim(make_sim, shards=4, guilds=3, max_guilds_per_shard=4)
+    manager, seen = make(managers, sim, shard_count=2)  # 12 guilds over 2 shards: 6 each, more than 4
     await manager.start()
     with pytest.raises(GatewayCloseError) as info:
         await manager.wait_ready(5)
     assert info.value.code == 4011
-    assert "GET /gateway/bot" in str(info.value)
+    assert "GET /gateway/bot" in str(info.value) and "it recommends 4" in str(info.value)
 
 
 async def test_restart_in_another_process_resumes_and_replays_exactly_once(
-        make_sim: Any, managers: list[ShardManager], tmp_path: Path) -> None:
-    sim = await make_sim(guilds=1, heartbeat_interval=1.0)
+        make_sim: Any, managers: Managers, tmp_path: Path) -> None:
+    sim = await sharded_sim(make_sim)
     path = tmp_path / "sessions.json"
     first, _ = make(managers, sim, session_store=FileSessionStore(path))
     await first.start()
@@ -236,7 +266,7 @@ async def test_restart_in_another_process_resumes_and_replays_exactly_once(
 import asyncio, json, sys
 from fastshard import FileSessionStore, LocalIdentifyQueue, ShardManager
 async def main():
-    m = ShardManager(token="test-token", intents=513, url={sim.url!r}, shard_count=3, max_concurrency=1,
+    m = ShardManager(token="test-token", intents=513, api_url={sim.api_url!r},
                      identify_queue=LocalIdentifyQueue(1, interval=0.05), session_store=FileSessionStore({str(path)!r}))
     got = 0
     def out(kind, sid, value):
@@ -266,8 +296,8 @@ asyncio.run(main())
     assert len(identify_shards(sim)) == identifies
 
 
-async def test_close_saves_the_sequence_at_close(make_sim: Any, managers: list[ShardManager]) -> None:
-    sim = await make_sim(guilds=1, heartbeat_interval=1.0)
+async def test_close_saves_the_sequence_at_close(make_sim: Any, managers: Managers) -> None:
+    sim = await sharded_sim(make_sim)
     store = MemorySessionStore()
     manager, seen = make(managers, sim, session_store=store, shard_count=1)
     await manager.start()
@@ -307,8 +337,8 @@ def test_bad_options_name_themselves() -> None:
         ShardManager(token="t", intents=1, shard_ids="0-3")  # type: ignore[arg-type]
 
 
-async def test_send_goes_to_the_named_shard(make_sim: Any, managers: list[ShardManager]) -> None:
-    sim = await make_sim(guilds=1, heartbeat_interval=1.0)
+async def test_send_goes_to_the_named_shard(make_sim: Any, managers: Managers) -> None:
+    sim = await sharded_sim(make_sim)
     manager, _ = make(managers, sim)
     await manager.start()
     await manager.wait_ready(5)

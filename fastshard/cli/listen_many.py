@@ -14,6 +14,7 @@ import sys
 from typing import IO, Any
 
 from ..errors import ShardError
+from ..identify_queue import LocalIdentifyQueue
 from ..manager import ShardManager
 from ..session_store import FileSessionStore, MemorySessionStore, SessionStore
 from .listen import EXIT_FAILURE, EXIT_OK, TICK, explain_failure, install_stop_signals
@@ -136,6 +137,8 @@ class ManyListener:
                   f"recommended, {args.guilds} guilds each, {args.rate:g} events/s per shard, seed {args.seed}); "
                   "--token or DISCORD_TOKEN connects to Discord")
         options["api_url"] = self.sim.api_url
+        # The simulator's identify interval may be shortened (a testing hook); the queue must match it.
+        options["identify_queue"] = LocalIdentifyQueue(args.max_concurrency or 1, interval=args.sim_identify_interval)
         return options
 
     async def run(self) -> int:

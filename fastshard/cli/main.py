@@ -231,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate", help="run the gateway simulator alone, for your own bot",
         description="Run the Discord gateway simulator until Ctrl-C, so a bot can connect to it.\n"
                     "The first line printed is its ws:// URL: point the bot's gateway URL there\n"
-                    "(with fastshard: WebsocketShard(url=...) or `fastshard listen --url ...`).",
+                    "(with fastshard: WebsocketShard(url=...) or `fastshard listen --url ...`).\n"
+                    "The second is its REST base (http://.../api/v10), serving GET /gateway/bot.",
         epilog=_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     simulate.set_defaults(subparser=simulate)
     simulate.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -244,6 +245,21 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--allowed-intents", type=_intents, default=None, metavar="INTENTS",
                           help="privileged intents enabled for the simulated app; asking for another "
                                "privileged intent is closed with 4014 (default: all enabled)")
+    shard = simulate.add_argument_group(
+        "sharding (given --shards or --max-concurrency, Discord's session start rules are enforced)")
+    shard.add_argument("--shards", type=_positive_int, default=None, metavar="N",
+                       help="the shard count GET /gateway/bot recommends; the bot is then in N x --guilds "
+                            "guilds, routed by (guild_id >> 22) %% num_shards (default: unsharded)")
+    shard.add_argument("--max-concurrency", type=_positive_int, default=None, metavar="M",
+                       help="IDENTIFYs allowed per --identify-interval per rate limit key "
+                            "(shard_id %% M); faster ones get op 9 (default: 1)")
+    shard.add_argument("--identify-interval", type=_non_negative_float, default=5.0, metavar="SECONDS",
+                       help="seconds between two IDENTIFYs of one rate limit key (default: 5, like Discord)")
+    shard.add_argument("--session-start-limit", type=_non_negative_int, default=1000, metavar="N",
+                       help="IDENTIFYs allowed per 24 hours; one more ends every session and resets the "
+                            "token (default: 1000)")
+    shard.add_argument("--max-guilds-per-shard", type=_positive_int, default=2500, metavar="N",
+                       help="a shard that would hold more guilds is closed 4011 (default: 2500)")
 
     bench = commands.add_parser(
         "bench", help="run the benchmark suite (python -m bench)",
