@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,36 @@ def test_gateway_and_consume_against_fastshard_simulate(redis_server: Any) -> No
         names = [line["t"] for line in lines if line["shard"] == shard_id]
         assert names[0] == "READY"
     assert all("d" in line for line in lines)
+
+
+def test_gateway_asks_gateway_bot_and_seeds_the_shared_budget(redis_server: Any) -> None:
+    """No --url/--shard-count: GET /gateway/bot of `fastshard simulate --shards 2` says how many."""
+    import redis
+
+    sim = fastshard("simulate", "--shards", "2", "--max-concurrency", "2", "--guilds", "2", "--rate", "0",
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    gateway = None
+    try:
+        assert sim.stdout is not None
+        sim.stdout.readline()
+        api_url = sim.stdout.readline().decode().split()[0]
+        assert api_url.startswith("http://"), api_url
+        gateway = fastshard("gateway", "--redis", redis_server.url, "--api-url", api_url,
+                            "--identify-interval", "0.1", stderr=subprocess.DEVNULL)
+        client = redis.Redis.from_url(redis_server.url)
+        deadline = time.monotonic() + 20
+        while client.hlen("{fastshard}:session:0") == 0 or client.hlen("{fastshard}:session:1") == 0:
+            assert time.monotonic() < deadline, "the shards did not become READY"
+            time.sleep(0.05)
+        budget = {k.decode(): int(v) for k, v in client.hgetall("{fastshard}:identify:budget").items()}
+        assert client.get("{fastshard}:shard_count") == b"2"
+        assert budget["total"] == 1000 and budget["remaining"] == 1000 - 2  # the two IDENTIFYs were counted
+        client.close()
+    finally:
+        for proc in (gateway, sim):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(15)
 
 
 def test_shard_ranges_and_the_split_over_processes() -> None:

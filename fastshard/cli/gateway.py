@@ -72,6 +72,8 @@ def add_parser(commands: Any, common: dict[str, Any]) -> None:
     p.add_argument("--max-concurrency", type=common["positive_int"], default=None, metavar="N",
                    help="identify buckets (default: from /gateway/bot)")
     p.add_argument("--url", default=None, help="gateway URL (default: from /gateway/bot)")
+    p.add_argument("--api-url", default=None, metavar="URL",
+                   help="REST base for GET /gateway/bot (default: Discord's; `fastshard simulate` prints its own)")
     p.add_argument("--processes", type=common["positive_int"], default=1, metavar="P",
                    help="split the shards over P supervised processes (default: 1)")
     p.add_argument("--metrics-port", type=common["port"], default=None, metavar="PORT",
@@ -91,10 +93,16 @@ def _resolve(args: argparse.Namespace) -> None:
     args.token = args.token or os.environ.get("DISCORD_TOKEN")
     if not args.token:
         args.subparser.error("a token is needed: --token or DISCORD_TOKEN")
+    args.gateway_info = None
     if args.url is None or args.shard_count is None or args.max_concurrency is None:
-        from ..rest import fetch_gateway_bot
+        from ..rest import API_URL, GatewayLookupError, fetch_gateway_bot
 
-        info = asyncio.run(fetch_gateway_bot(args.token))
+        try:
+            info = asyncio.run(fetch_gateway_bot(args.token, api_url=args.api_url or API_URL))
+        except GatewayLookupError as exc:
+            print(f"fastshard gateway: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+        args.gateway_info = info
         args.url = args.url or info.url
         args.shard_count = args.shard_count or info.shards
         args.max_concurrency = args.max_concurrency or info.max_concurrency or 1
@@ -104,8 +112,27 @@ def _resolve(args: argparse.Namespace) -> None:
         args.subparser.error(f"--shards goes up to {args.shards[-1]} but --shard-count is {args.shard_count}")
 
 
+async def _set_budget(args: argparse.Namespace) -> None:
+    """Seed the shared session budget from /gateway/bot, once, before any shard identifies."""
+    import redis.asyncio
+
+    from ..redis import RedisIdentifyQueue
+
+    info = args.gateway_info
+    if info is None or info.session_start_remaining is None:
+        return
+    client = redis.asyncio.Redis.from_url(args.redis)
+    try:
+        queue = RedisIdentifyQueue(client, args.max_concurrency, args.identify_interval, args.prefix)
+        total = info.session_start_total if info.session_start_total is not None else info.session_start_remaining
+        await queue.set_budget(total, info.session_start_remaining, (info.session_start_reset_after_ms or 0) / 1000)
+    finally:
+        await client.aclose()
+
+
 def run_gateway(args: argparse.Namespace) -> int:
     _resolve(args)
+    asyncio.run(_set_budget(args))
     if args.processes > 1:
         return _supervise(args)
     return asyncio.run(_run_one(args, args.metrics_port))
