@@ -81,9 +81,11 @@ async def test_the_budget_is_one_counter_no_process_overspends(redis_client: Any
 async def test_the_budget_refills_after_reset(redis_client: Any) -> None:
     queue = RedisIdentifyQueue(redis_client, 1, 0.0)
     await queue.set_budget(3, 0, 0.05)
+    assert queue.known_remaining == 0
     await asyncio.sleep(0.08)
     assert await queue.remaining() == 3
     await queue.acquire(0)
+    assert queue.known_remaining == 2  # the grant says what it left, for displays (the manager's table)
     assert await queue.remaining() == 2
 
 

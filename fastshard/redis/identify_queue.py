@@ -34,7 +34,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 # KEYS: busy, waiting, alive, budget, spent   ARGV: shard_id, token, interval_ms, alive_ms
-# Returns {0} granted, {1, retry_ms} wait, {2, reset_after_ms} budget spent.
+# Returns {0, remaining or -1} granted, {1, retry_ms} wait, {2, reset_after_ms} budget spent.
 _ACQUIRE = _NOW + """
 local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
 for _, member in ipairs(dead) do redis.call('ZREM', KEYS[2], member) end
@@ -47,6 +47,7 @@ if busy > 0 then return {1, busy} end
 if new == 1 then return {1, 0} end
 local head = redis.call('ZRANGE', KEYS[2], 0, 0)
 if head[1] ~= ARGV[2] then return {1, 0} end
+local left = -1
 if redis.call('EXISTS', KEYS[4]) == 1 then
   local b = redis.call('HMGET', KEYS[4], 'total', 'remaining', 'reset_at')
   local total, remaining, reset_at = tonumber(b[1]), tonumber(b[2]), tonumber(b[3])
@@ -61,12 +62,13 @@ if redis.call('EXISTS', KEYS[4]) == 1 then
     return {2, reset_at - now}
   end
   redis.call('HSET', KEYS[4], 'remaining', remaining - 1)
+  left = remaining - 1
 end
 if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) end
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
 redis.call('INCR', KEYS[5])
-return {0}
+return {0, left}
 """
 
 # KEYS: budget   ARGV: total, remaining, reset_after_ms
@@ -117,6 +119,9 @@ class RedisIdentifyQueue:
         self._alive = max(0.05, min(self.interval, 1.0)) if self.interval else 1.0
         self._poll = self._alive / 4
         self.spent = 0
+        #: The budget's ``remaining`` as last seen by this object (after a grant, ``set_budget`` or
+        #: ``remaining()``); None before. A hint for displays: other processes spend too.
+        self.known_remaining: int | None = None
         # Thousands of shards may wait at once: a few calls at a time keep within the pool's connections.
         self._calls = asyncio.Semaphore(MAX_CONCURRENT_CALLS)
         self._acquire = redis.register_script(_ACQUIRE)
@@ -143,9 +148,12 @@ class RedisIdentifyQueue:
                 if code == 0:
                     granted = True
                     self.spent += 1
+                    if int(reply[1]) >= 0:
+                        self.known_remaining = int(reply[1])
                     return
                 if code == 2:
                     granted = True  # our place is already gone
+                    self.known_remaining = 0
                     raise SessionStartLimitError(0, int(reply[1]) / 1000)
                 await asyncio.sleep(min(max(int(reply[1]) / 1000, 0.002), self._poll))
         finally:
@@ -169,11 +177,14 @@ class RedisIdentifyQueue:
                 raise ValueError(f"{name} must be an int >= 0, not {value!r}")
         if isinstance(reset_after, bool) or not isinstance(reset_after, (int, float)) or reset_after < 0:
             raise ValueError(f"reset_after must be a number of seconds >= 0, not {reset_after!r}")
-        await self._set_budget(keys=[self.keys.budget], args=[total, remaining, int(reset_after * 1000)])
+        value = await self._set_budget(keys=[self.keys.budget], args=[total, remaining, int(reset_after * 1000)])
+        self.known_remaining = int(value)
 
     async def remaining(self) -> int | None:
         """Session starts left today across every process (None: no budget set)."""
         value = await self._remaining(keys=[self.keys.budget])
+        if value is not None:
+            self.known_remaining = int(value)
         return None if value is None else int(value)
 
     async def total_spent(self) -> int:
