@@ -3,6 +3,7 @@
 from picows.picows cimport WSFrame
 
 from ._inflate cimport ByteBuffer, ZlibPayloadInflater, ZlibStreamInflater, ZstdStreamInflater
+from ._readbuf cimport ReadBufferTrimmer
 
 ctypedef object (*etf_decode_fn)(const unsigned char* data, Py_ssize_t size, bint big_ints_as_str)
 
@@ -30,6 +31,7 @@ cdef class MessageDecoder:
     cdef ZlibStreamInflater _zlib
     cdef ZstdStreamInflater _zstd
     cdef ZlibPayloadInflater _payload_zlib
+    cdef readonly ReadBufferTrimmer read_buffer_trimmer
 
     cpdef object feed_frame(self, WSFrame frame)
     cdef object _process(self, const unsigned char* p, Py_ssize_t n, bint binary)

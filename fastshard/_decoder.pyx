@@ -24,6 +24,7 @@ from libc.string cimport memchr, memcmp
 from picows.picows cimport WSFrame, WSMsgType
 
 from ._inflate cimport ByteBuffer, ZlibPayloadInflater, ZlibStreamInflater, ZstdStreamInflater
+from ._readbuf cimport ReadBufferTrimmer
 
 import orjson
 
@@ -522,9 +523,14 @@ cdef class MessageDecoder:
         self._fragments.clear()
         self._in_fragment = False
         self._fragment_binary = False
+        self.read_buffer_trimmer = None
         self._zlib = ZlibStreamInflater(self.max_message_size) if self.compression == 2 else None
         self._zstd = ZstdStreamInflater(self.max_message_size) if self.compression == 3 else None
         self._payload_zlib = ZlibPayloadInflater(self.max_message_size) if self.compression == 1 else None
+
+    def watch_read_buffer(self, transport) -> None:
+        """Give this connection's picows read buffer back after large frames (see fastshard._readbuf)."""
+        self.read_buffer_trimmer = ReadBufferTrimmer(transport)
 
     @property
     def sequence(self):
@@ -544,6 +550,8 @@ cdef class MessageDecoder:
         cdef const unsigned char* p = <const unsigned char*>frame.payload_ptr
         cdef Py_ssize_t n = frame.payload_size
         cdef ByteBuffer frags = self._fragments
+        if frame.last_in_buffer and self.read_buffer_trimmer is not None:
+            self.read_buffer_trimmer.after_read()
         if msg_type == WSMsgType.CONTINUATION:
             if not self._in_fragment:
                 raise DecodeError("a continuation frame arrived with no fragmented message to continue")

@@ -27,6 +27,10 @@ Decoder interface (both implementations):
 ``decoder.reset()``
     A new connection: a fresh decompression context and empty buffers.  The
     sequence is kept (it belongs to the session, not the connection).
+``decoder.watch_read_buffer(transport)``
+    Called with the picows transport once a connection is up: the decoder
+    then gives picows' read buffer back after large frames (see
+    ``fastshard._readbuf``); ``reset()`` forgets the transport.
 ``decoder.sequence``
     Highest ``s`` seen (``None`` before any); only ever moves up.  Settable,
     so a shard resuming a given session can seed it.
@@ -121,12 +125,22 @@ class PyMessageDecoder:
         self._zbuf = bytearray()
         self._zlib = zlib_ng.decompressobj() if self.compression == 2 else None
         self._zstd = zstd_stream_decompressobj() if self.compression == 3 else None
+        self.read_buffer_trimmer: Any = None
+
+    def watch_read_buffer(self, transport: Any) -> None:
+        try:
+            from ._readbuf import ReadBufferTrimmer  # type: ignore[import-not-found]  # Cython
+        except ImportError:
+            return      # no compiled modules: picows keeps its buffer
+        self.read_buffer_trimmer = ReadBufferTrimmer(transport)
 
     # -- intake -----------------------------------------------------------
     def feed_frame(self, frame: Any) -> Any:
         msg_type = int(frame.msg_type.value if hasattr(frame.msg_type, "value") else frame.msg_type)
         if msg_type not in (_PICOWS_CONTINUATION, _PICOWS_TEXT, _PICOWS_BINARY):
             return None  # ping/pong/close belong to the shard, not the decoder
+        if self.read_buffer_trimmer is not None and frame.last_in_buffer:
+            self.read_buffer_trimmer.frame_ended_read()
         data = frame.get_payload_as_bytes()
         if msg_type == _PICOWS_CONTINUATION:
             self._append_fragment(data)

@@ -73,6 +73,7 @@ class _Listener(picows.WSListener):
 
     def on_ws_connected(self, transport: picows.WSTransport) -> None:
         self.transport = transport
+        self.shard._decoder.watch_read_buffer(transport)  # picows' buffer given back after large frames
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         # On a connection we are leaving nothing counts any more but its close frame.
