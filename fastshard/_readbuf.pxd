@@ -47,6 +47,7 @@ cdef extern from *:
 cdef class ReadBufferTrimmer:
     cdef object _protocol           # keeps the protocol (and _view) alive
     cdef fs_picows_protocol* _view  # NULL when the layout is not picows 2.3's
+    cdef object _loop
     cdef object _call_soon
     cdef long long _frames
     cdef bint _pending

@@ -19,7 +19,7 @@ check fails, nothing is touched and the buffer behaves as in plain picows
 When: the decoder reports every frame that ends a read (``last_in_buffer``).
 If the buffer is larger than ``KEEP_CAPACITY`` a trim is scheduled two event
 loop iterations later and done only if no frame arrived in between (else it
-looks again two iterations on), so a connection in the middle of a burst
+looks again RECHECK_DELAY later), so a connection in the middle of a burst
 (whose next read would grow the buffer again) is left alone until it is quiet,
 and a connection that never grows past KEEP_CAPACITY pays one comparison.
 """
@@ -31,17 +31,76 @@ from ._readbuf cimport FS_PROTOCOL_SIZE, fs_picows_protocol
 
 import picows
 
-__all__ = ["ReadBufferTrimmer", "read_buffer_capacity", "KEEP_CAPACITY", "UNSUPPORTED"]
+__all__ = ["ReadBufferTrimmer", "read_buffer_capacity", "KEEP_CAPACITY", "RECHECK_DELAY", "RELEASE_INTERVAL",
+           "UNSUPPORTED"]
 
 cdef extern from "Python.h":
     PyTypeObject* Py_TYPE(object o)
 
-#: A buffer larger than this is given back after a large frame or a burst
-#: (picows starts every connection at 16 KiB; steady-state reads fit in 64 KiB).
-KEEP_CAPACITY = 64 * 1024
+cdef extern from *:
+    """
+    /* glibc keeps freed heap memory in its arenas: a buffer shrunk in the
+       middle of the heap lowers no RSS until malloc_trim() hands the free
+       pages back (madvise).  Elsewhere the allocator does what it does. */
+    #if defined(__GLIBC__)
+    #include <malloc.h>
+    #define fs_malloc_trim(pad) malloc_trim(pad)
+    #define FS_HAVE_MALLOC_TRIM 1
+    #else
+    #define fs_malloc_trim(pad) 0
+    #define FS_HAVE_MALLOC_TRIM 0
+    #endif
+    """
+    int fs_malloc_trim(size_t pad) nogil
+    bint FS_HAVE_MALLOC_TRIM
+
+#: A buffer larger than this is given back after a large frame or a burst:
+#: picows' own starting size, which steady-state reads never outgrow (it
+#: doubles only when one read fills 90% of it).
+KEEP_CAPACITY = 16 * 1024
 cdef Py_ssize_t _KEEP = KEEP_CAPACITY
 # picows keeps the last 256 bytes of the buffer out of reads (its SIMD parsers).
 cdef Py_ssize_t _TAIL = 256
+
+# Freed read-buffer memory is handed back to the OS (glibc's malloc_trim) at
+# most this often, process-wide: one call after a burst that shrank thousands
+# of buffers, not one per buffer.
+RELEASE_INTERVAL = 1.0
+cdef Py_ssize_t _RELEASE_AT = 256 * 1024      # bytes shrunk before a release is worth it
+cdef Py_ssize_t _released_pending = 0
+cdef bint _release_scheduled = False
+cdef double _last_release = -1e9
+
+
+def _release_memory(loop) -> None:
+    global _release_scheduled, _released_pending, _last_release
+    cdef double now = loop.time()
+    if now - _last_release < RELEASE_INTERVAL:
+        loop.call_later(RELEASE_INTERVAL - (now - _last_release), _release_memory, loop)
+        return
+    _release_scheduled = False
+    _released_pending = 0
+    _last_release = now
+    with nogil:
+        fs_malloc_trim(0)
+
+
+cdef void _note_shrunk(Py_ssize_t nbytes, object call_soon, object loop) noexcept:
+    global _released_pending, _release_scheduled
+    if not FS_HAVE_MALLOC_TRIM:
+        return
+    _released_pending += nbytes
+    if _release_scheduled or _released_pending < _RELEASE_AT:
+        return
+    _release_scheduled = True
+    try:
+        call_soon(_release_memory, loop)
+    except BaseException:
+        _release_scheduled = False
+
+
+#: Seconds between looks at a connection that was busy when its trim came due.
+RECHECK_DELAY = 0.05
 
 #: None when trimming works with the installed picows, else why it is off.
 UNSUPPORTED = None if picows.__version__.startswith("2.3.") else (
@@ -82,7 +141,8 @@ cdef class ReadBufferTrimmer:
         self._view = _layout(self._protocol, transport)
         import asyncio
 
-        self._call_soon = asyncio.get_running_loop().call_soon
+        self._loop = asyncio.get_running_loop()
+        self._call_soon = self._loop.call_soon
         self._frames = 0
         self._pending = False
         self.trims = 0
@@ -114,9 +174,9 @@ cdef class ReadBufferTrimmer:
 
     def _trim_if_quiet(self, long long frames):
         if frames != self._frames:
-            # Busy: frames came in meanwhile.  Look again, two iterations on
-            # (one callback per iteration while a burst lasts, nothing after).
-            self._call_soon(self._settle, self._frames)
+            # Busy: frames came in meanwhile.  Look again a little later (a
+            # timer, not a callback every iteration for every busy shard).
+            self._loop.call_later(RECHECK_DELAY, self._settle, self._frames)
             return
         self._pending = False
         self.trim()
@@ -143,6 +203,7 @@ cdef class ReadBufferTrimmer:
         data = <char*>PyMem_Realloc(buf.data, <size_t>target)
         if data == NULL:
             return buf.capacity     # keep the larger buffer: it is still valid
+        _note_shrunk(buf.capacity - target, self._call_soon, self._loop)
         buf.data = data
         buf.capacity = target
         buf.size = target - _TAIL

@@ -19,6 +19,12 @@ read_buffer_capacity = _readbuf.read_buffer_capacity
 KEEP = _readbuf.KEEP_CAPACITY
 
 
+@pytest.fixture(autouse=True)
+def _no_real_delays(monkeypatch):
+    # a connection busy when its trim came due is looked at again at once
+    monkeypatch.setattr(_readbuf, "RECHECK_DELAY", 0.0)
+
+
 async def _quiet(loops: int = 5) -> None:
     for _ in range(loops):          # event loop iterations, not time
         await asyncio.sleep(0)
