@@ -457,6 +457,8 @@ cdef class ZlibPayloadInflater:
             raise DecodeError(_too_large(self.max_size))
         if not obj.eof:
             raise DecodeError("truncated zlib payload: the stream ends before its end marker")
+        if obj.unused_data:
+            raise DecodeError("corrupt zlib payload: bytes after the end of the zlib stream")
         self.out_ptr = <const unsigned char*>PyBytes_AS_STRING(out)
         self.out_size = PyBytes_GET_SIZE(out)
         return out

@@ -234,6 +234,10 @@ class PyMessageDecoder:
                 raise DecodeError(f"corrupt zlib payload: {exc}") from None
             if d.unconsumed_tail:
                 raise DecodeError(f"inflated message is larger than max_message_size ({self.max_message_size} bytes)")
+            if not d.eof:
+                raise DecodeError("truncated zlib payload: the stream ends before its end marker")
+            if d.unused_data:
+                raise DecodeError("corrupt zlib payload: bytes after the end of the zlib stream")
             return out
         return data
 

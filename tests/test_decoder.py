@@ -963,3 +963,15 @@ def test_json_duplicate_keys_peek_and_orjson_agree():
     assert peek(raw, "json") is None
     assert peek(b'{"op":0,"t":"A\\u0042","s":1}', "json") is None
     assert peek(b'{"op":0,"t":"A\x01B","s":1}', "json") is None   # a raw control character: orjson refuses it
+
+
+@pytest.mark.parametrize("make", [MessageDecoder, pure], ids=["cython", "reference"])
+def test_payload_zlib_truncated_or_with_trailing_bytes(make):
+    """Found by fuzz/payload_zlib.py: the reference decoder accepted a truncated stream."""
+    whole = zlib.compress(b'{"op":11,"d":null,"s":null,"t":null}')
+    assert make("json", 1).feed(whole, True) == {"op": 11, "d": None, "s": None, "t": None}
+    for cut in (2, 5, len(whole) - 4, len(whole) - 1):
+        with pytest.raises(DecodeError, match="truncated zlib payload"):
+            make("json", 1).feed(whole[:cut], True)
+    with pytest.raises(DecodeError, match="bytes after the end of the zlib stream"):
+        make("json", 1).feed(whole + b"{}", True)
