@@ -129,7 +129,7 @@ class PyMessageDecoder:
 
     def watch_read_buffer(self, transport: Any) -> None:
         try:
-            from ._readbuf import ReadBufferTrimmer  # type: ignore[import-not-found]  # Cython
+            from ._readbuf import ReadBufferTrimmer  # Cython; mypy sees it as Any
         except ImportError:
             return      # no compiled modules: picows keeps its buffer
         self.read_buffer_trimmer = ReadBufferTrimmer(transport)
