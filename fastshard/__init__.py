@@ -8,6 +8,7 @@ from .errors import (ConnectionFailedError, DecodeError, GatewayCloseError, Inva
                      NotConnectedError, PayloadTooLargeError, RateLimitedError, SessionStartLimitError,
                      ShardError)
 from .identify_queue import IdentifyQueue, LocalIdentifyQueue
+from .manager import ShardManager, ShardSummary
 from .session_store import FileSessionStore, MemorySessionStore, SessionInfo, SessionStore
 from .shard import ShardStatus, WebsocketShard
 
@@ -15,6 +16,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "WebsocketShard",
+    "ShardManager",
+    "ShardSummary",
     "ShardStatus",
     "ShardError",
     "GatewayCloseError",

@@ -90,6 +90,10 @@ class FileSessionStore:
         self.path = Path(path)
         self._sessions: dict[int, SessionInfo] | None = None
         self._lock = asyncio.Lock()
+        # Saves coalesce: a write takes every change made before it started, so a
+        # READY storm of N shards costs a few writes, not N (each of the whole file).
+        self._changes = 0
+        self._written = 0
 
     def _read(self) -> dict[int, SessionInfo]:
         try:
@@ -133,32 +137,42 @@ class FileSessionStore:
             self._sessions = await asyncio.to_thread(self._read)
         return self._sessions
 
+    async def _flush(self, change: int) -> None:
+        """Return once change number ``change`` is on disk (written by this call or a later one)."""
+        async with self._lock:
+            if self._written >= change:
+                return
+            assert self._sessions is not None
+            latest, snapshot = self._changes, dict(self._sessions)
+            await asyncio.to_thread(self._write, snapshot)
+            self._written = latest
+
+    async def _change(self, update: dict[int, SessionInfo | None]) -> None:
+        async with self._lock:
+            sessions = await self._sessions_now()
+        for shard_id, info in update.items():
+            if info is None:
+                sessions.pop(shard_id, None)
+            else:
+                sessions[shard_id] = info
+        self._changes += 1
+        await self._flush(self._changes)
+
     async def load(self, shard_id: int) -> SessionInfo | None:
         async with self._lock:
             return (await self._sessions_now()).get(shard_id)
 
     async def load_all(self) -> dict[int, SessionInfo]:
+        """Every stored session (one read of the file)."""
         async with self._lock:
             return dict(await self._sessions_now())
 
     async def save(self, shard_id: int, info: SessionInfo) -> None:
-        async with self._lock:
-            sessions = dict(await self._sessions_now())
-            sessions[shard_id] = info
-            await asyncio.to_thread(self._write, sessions)
-            self._sessions = sessions
+        await self._change({shard_id: info})
 
     async def save_many(self, infos: dict[int, SessionInfo]) -> None:
         """Save several sessions in one write (the manager's close saves every shard at once)."""
-        async with self._lock:
-            sessions = dict(await self._sessions_now())
-            sessions.update(infos)
-            await asyncio.to_thread(self._write, sessions)
-            self._sessions = sessions
+        await self._change(dict(infos))
 
     async def delete(self, shard_id: int) -> None:
-        async with self._lock:
-            sessions = dict(await self._sessions_now())
-            if sessions.pop(shard_id, None) is not None:
-                await asyncio.to_thread(self._write, sessions)
-            self._sessions = sessions
+        await self._change({shard_id: None})
