@@ -24,6 +24,7 @@ from libc.string cimport memchr, memcmp
 from picows.picows cimport WSFrame, WSMsgType
 
 from ._inflate cimport ByteBuffer, ZlibPayloadInflater, ZlibStreamInflater, ZstdStreamInflater
+from ._readbuf cimport ReadBufferTrimmer
 
 import orjson
 
@@ -66,16 +67,6 @@ cdef enum:
     _HAVE_OP = 4
     _HAVE_ALL = 7
 
-cdef struct Peek:
-    int found           # _HAVE_* bits
-    long long op
-    bint s_null
-    long long s
-    bint t_is_str       # False for null / true / false
-    const unsigned char* t_ptr
-    Py_ssize_t t_len
-
-
 cdef inline Py_ssize_t _json_ws(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
     while i < n and (p[i] == 0x20 or p[i] == 0x0A or p[i] == 0x0D or p[i] == 0x09):
         i += 1
@@ -84,19 +75,21 @@ cdef inline Py_ssize_t _json_ws(const unsigned char* p, Py_ssize_t i, Py_ssize_t
 
 cdef inline Py_ssize_t _json_skip_string(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
     # p[i] is the opening quote; returns the index after the closing one, -1 if none.
-    # memchr to each quote, then an odd run of backslashes before it means escaped.
+    # memchr (vectorised) to each quote; an odd run of backslashes before it
+    # means an escaped quote.  Measured 2026-12-01 against a byte loop and a
+    # byte loop for the first 16 bytes: the fastest on simulator traffic.
     cdef const unsigned char* q
-    cdef Py_ssize_t k
+    cdef Py_ssize_t j
     i += 1
     while i < n:
         q = <const unsigned char*>memchr(p + i, 0x22, <size_t>(n - i))
         if q == NULL:
             return -1
-        k = q - p
-        i = k + 1
-        while k > 0 and p[k - 1] == 0x5C:
-            k -= 1
-        if ((i - 1 - k) & 1) == 0:
+        j = q - p
+        i = j + 1
+        while p[j - 1] == 0x5C:     # stops at the opening quote at the latest
+            j -= 1
+        if ((i - 1 - j) & 1) == 0:
             return i
     return -1
 
@@ -162,21 +155,41 @@ cdef inline bint _json_is_literal(const unsigned char* p, Py_ssize_t i, Py_ssize
     return n - i >= size and memcmp(p + i, lit, <size_t>size) == 0
 
 
-cdef bint _json_peek(const unsigned char* p, Py_ssize_t n, Peek* out) noexcept:
+cdef bint _json_peek(const unsigned char* p, Py_ssize_t n, Peek* out, bint whole) noexcept:
     """Read the top-level op/t/s of a JSON object; False when unsure.
 
-    The whole object is walked, so a key given twice reads as its last
-    occurrence (what orjson builds), and trailing bytes make it unsure.
+    Not ``whole``: stops once op, t and s are all seen (``out.complete`` stays
+    False, ``out.pos`` says where to go on).  ``whole`` (or called again after
+    such a stop): walks the object to its end, so a key given twice reads as
+    its last occurrence (what orjson builds) and trailing bytes make it unsure.
+    Start with ``out.pos = 0``.
     """
     cdef Py_ssize_t i, key, klen, end
-    out.found = 0
-    i = _json_ws(p, 0, n)
-    if i >= n or p[i] != 0x7B:
-        return False
-    i = _json_ws(p, i + 1, n)
-    if i < n and p[i] == 0x7D:
-        return _json_ws(p, i + 1, n) == n
+    cdef bint after_value = out.pos != 0
+    i = out.pos
+    if not after_value:
+        out.found = 0
+        out.complete = False
+        i = _json_ws(p, 0, n)
+        if i >= n or p[i] != 0x7B:
+            return False
+        i = _json_ws(p, i + 1, n)
+        if i < n and p[i] == 0x7D:
+            out.complete = True
+            return _json_ws(p, i + 1, n) == n
     while True:
+        if after_value:
+            i = _json_ws(p, i, n)
+            if i >= n:
+                return False
+            if p[i] == 0x7D:
+                # The whole object was read: missing keys are absent.
+                out.complete = True
+                return _json_ws(p, i + 1, n) == n
+            if p[i] != 0x2C:
+                return False
+            i = _json_ws(p, i + 1, n)
+        after_value = True
         if i >= n or p[i] != 0x22:
             return False
         key = i + 1
@@ -229,15 +242,9 @@ cdef bint _json_peek(const unsigned char* p, Py_ssize_t n, Peek* out) noexcept:
             i = _json_skip_value(p, i, n)
             if i < 0:
                 return False
-        i = _json_ws(p, i, n)
-        if i >= n:
-            return False
-        if p[i] == 0x7D:
-            # The whole object was read: missing keys are absent.
-            return _json_ws(p, i + 1, n) == n
-        if p[i] != 0x2C:
-            return False
-        i = _json_ws(p, i + 1, n)
+        if not whole and out.found == _HAVE_ALL:
+            out.pos = i
+            return True
 
 
 cdef inline unsigned long long _be(const unsigned char* p, int size) noexcept:
@@ -360,27 +367,34 @@ cdef inline bint _is_atom(const unsigned char* text, Py_ssize_t size, const char
     return size == name_size and memcmp(text, name, <size_t>size) == 0
 
 
-cdef bint _etf_peek(const unsigned char* p, Py_ssize_t n, Peek* out) noexcept:
+cdef bint _etf_peek(const unsigned char* p, Py_ssize_t n, Peek* out, bint whole) noexcept:
     """Read the top-level op/t/s of an ETF map; False when unsure.
 
-    Every entry is walked, so a key given twice reads as its last occurrence
-    (what the map decode builds), and trailing bytes make it unsure.
+    ``whole`` and ``out.pos`` as in :func:`_json_peek`: walking every entry,
+    a key given twice reads as its last occurrence (what the map decode
+    builds) and trailing bytes make it unsure.
     """
     cdef Py_ssize_t i, end, k
-    cdef unsigned long long arity, entry
+    cdef unsigned long long arity
     cdef const unsigned char* key
     cdef Py_ssize_t klen
     cdef const unsigned char* text
     cdef Py_ssize_t tlen
     cdef int kind
-    out.found = 0
-    if n < 6 or p[0] != 131 or p[1] != 116:
-        return False                    # not a plain map
-    arity = _be(p + 2, 4)
-    if arity > <unsigned long long>(n - 6):
-        return False                    # every entry takes at least two bytes
-    i = 6
-    for entry in range(arity):
+    if out.pos == 0:
+        out.found = 0
+        out.complete = False
+        if n < 6 or p[0] != 131 or p[1] != 116:
+            return False                # not a plain map
+        arity = _be(p + 2, 4)
+        if arity > <unsigned long long>(n - 6):
+            return False                # every entry takes at least two bytes
+        out.left = arity
+        i = 6
+    else:
+        i = out.pos
+    while out.left:
+        out.left -= 1
         i = _etf_text(p, i, n, &key, &klen, &kind)
         if i < 0:
             return False
@@ -420,6 +434,10 @@ cdef bint _etf_peek(const unsigned char* p, Py_ssize_t n, Peek* out) noexcept:
             i = _etf_skip_term(p, i, n)
             if i < 0:
                 return False
+        if not whole and out.found == _HAVE_ALL and out.left:
+            out.pos = i
+            return True
+    out.complete = True
     return i == n
 
 
@@ -433,10 +451,11 @@ def peek(data, str encoding="json"):
     cdef bint ok
     PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE)
     try:
+        pk.pos = 0
         if encoding == "etf":
-            ok = _etf_peek(<const unsigned char*>buf.buf, buf.len, &pk)
+            ok = _etf_peek(<const unsigned char*>buf.buf, buf.len, &pk, True)
         else:
-            ok = _json_peek(<const unsigned char*>buf.buf, buf.len, &pk)
+            ok = _json_peek(<const unsigned char*>buf.buf, buf.len, &pk, True)
         if not ok:
             return None
         op = pk.op if pk.found & _HAVE_OP else None
@@ -522,9 +541,14 @@ cdef class MessageDecoder:
         self._fragments.clear()
         self._in_fragment = False
         self._fragment_binary = False
+        self.read_buffer_trimmer = None
         self._zlib = ZlibStreamInflater(self.max_message_size) if self.compression == 2 else None
         self._zstd = ZstdStreamInflater(self.max_message_size) if self.compression == 3 else None
         self._payload_zlib = ZlibPayloadInflater(self.max_message_size) if self.compression == 1 else None
+
+    def watch_read_buffer(self, transport) -> None:
+        """Give this connection's picows read buffer back after large frames (see fastshard._readbuf)."""
+        self.read_buffer_trimmer = ReadBufferTrimmer(transport)
 
     @property
     def sequence(self):
@@ -544,6 +568,8 @@ cdef class MessageDecoder:
         cdef const unsigned char* p = <const unsigned char*>frame.payload_ptr
         cdef Py_ssize_t n = frame.payload_size
         cdef ByteBuffer frags = self._fragments
+        if frame.last_in_buffer and self.read_buffer_trimmer is not None:
+            self.read_buffer_trimmer.after_read()
         if msg_type == WSMsgType.CONTINUATION:
             if not self._in_fragment:
                 raise DecodeError("a continuation frame arrived with no fragmented message to continue")
@@ -640,20 +666,21 @@ cdef class MessageDecoder:
             n = PyBytes_GET_SIZE(term)
         self.raw_bytes += n
         if self._peeks:
-            sure = _etf_peek(p, n, &pk) if self._is_etf else _json_peek(p, n, &pk)
-            if (sure and (pk.found & _HAVE_OP) and pk.op == 0 and (pk.found & _HAVE_T)
-                    and pk.t_is_str and (pk.found & _HAVE_S) and not pk.s_null):
-                try:
-                    t = (<const char*>pk.t_ptr)[:pk.t_len].decode("utf-8")
-                except UnicodeDecodeError:
-                    t = None    # orjson/ETF will report it
-                if t is not None:
-                    if self._has_disabled and t in self.disabled_events:
-                        self._track(pk.s)
-                        return None
-                    if self.raw_dispatches and t != "READY" and t != "RESUMED":
-                        self._track(pk.s)
-                        return (t, pk.s, PyBytes_FromStringAndSize(<const char*>p, n))
+            # First up to op/t/s only: a payload that will be decoded anyway
+            # needs no more (the decode reads the last of duplicated keys).
+            # Dropped or raw, it is walked to its end first (the peek must
+            # read the same t and s as a decode would).
+            pk.pos = 0
+            t = self._peeked_dispatch(p, n, &pk, False)
+            if t is not None and not pk.complete:
+                t = self._peeked_dispatch(p, n, &pk, True)
+            if t is not None:
+                if self._has_disabled and t in self.disabled_events:
+                    self._track(pk.s)
+                    return None
+                if self.raw_dispatches and t != "READY" and t != "RESUMED":
+                    self._track(pk.s)
+                    return (t, pk.s, PyBytes_FromStringAndSize(<const char*>p, n))
         payload = self._decode(raw, p, n)
         if type(payload) is not dict:
             raise DecodeError(f"gateway payload is not an object but {type(payload).__name__}")
@@ -671,6 +698,21 @@ cdef class MessageDecoder:
         elif type(s) is int:
             self._track(s)
         return payload
+
+    cdef object _peeked_dispatch(self, const unsigned char* p, Py_ssize_t n, Peek* pk, bint whole):
+        """The event name if the peek is sure this is a dispatch to drop or pass raw, else None."""
+        cdef bint sure = _etf_peek(p, n, pk, whole) if self._is_etf else _json_peek(p, n, pk, whole)
+        if not (sure and (pk.found & _HAVE_OP) and pk.op == 0 and (pk.found & _HAVE_T)
+                and pk.t_is_str and (pk.found & _HAVE_S) and not pk.s_null):
+            return None
+        try:
+            t = (<const char*>pk.t_ptr)[:pk.t_len].decode("utf-8")
+        except UnicodeDecodeError:
+            return None     # orjson/ETF will report it
+        if (self._has_disabled and t in self.disabled_events) or (
+                self.raw_dispatches and t != "READY" and t != "RESUMED"):
+            return t
+        return None
 
     cdef object _decode(self, object raw, const unsigned char* p, Py_ssize_t n):
         cdef int was_enabled = 0

@@ -79,6 +79,8 @@ class _Listener(picows.WSListener):
             # attempt): nobody will read this socket, so it must not stay open.
             transport.send_close(cast(picows.WSCloseCode, close_codes.CLIENT_CLOSE), b"closing")
             transport.disconnect()
+        elif self.shard._listener is self:
+            self.shard._decoder.watch_read_buffer(transport)  # picows' buffer given back after large frames
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         # On a connection we are leaving nothing counts any more but its close frame.

@@ -858,3 +858,120 @@ def test_decompressobj_backend_same_results(encoding):
         use_zlib_c_api(True)
     with pytest.raises(DecodeError, match="corrupt zlib-stream"):
         fresh.feed(b"junk\x00\x00\xff\xff", True)
+
+
+# -- hostile ETF: compressed-term bombs and object amplification (issue 8, section 3) --
+
+def _compressed_term(inner: bytes) -> bytes:
+    """131, 80, declared size, zlib: what Discord sends for a compressed ETF term."""
+    return b"\x83P" + len(inner).to_bytes(4, "big") + zlib.compress(inner, 9)
+
+
+def _wrap(message: bytes, compression: int) -> bytes:
+    # the same bytes as one websocket message under transport compression
+    if compression == 2:
+        c = zlib.compressobj()
+        return c.compress(message) + c.flush(zlib.Z_SYNC_FLUSH)
+    if compression == 3:
+        c = zstandard.ZstdCompressor().compressobj()
+        return c.compress(message) + c.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+    return message
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+@pytest.mark.parametrize("options", [{}, {"disabled_events": ["TYPING_START"]}, {"raw_dispatches": True}])
+def test_etf_compressed_term_honours_max_message_size(compression, options):
+    # 56 bytes on the wire, declaring a 1 MiB term: refused before inflating
+    d = b"m" + (1 << 20).to_bytes(4, "big") + b"\0" * (1 << 20)
+    inner = (b"t\x00\x00\x00\x04" + b"m\x00\x00\x00\x02op" + b"a\x00" + b"m\x00\x00\x00\x01tw\x0eMESSAGE_CREATE"
+             + b"m\x00\x00\x00\x01sa\x05" + b"m\x00\x00\x00\x01d" + d)
+    bomb = _compressed_term(inner)
+    assert len(bomb) < 1200
+    for decoder in (MessageDecoder("etf", compression, max_message_size=4096, **options),
+                    pure("etf", compression, max_message_size=4096, **options)):
+        with pytest.raises(DecodeError, match=f"declares {len(inner)} bytes, more than the limit of 4096 bytes"):
+            decoder.feed(_wrap(bomb, compression), True)
+        assert decoder.sequence is None
+    # a term that fits is still fine, and the limit counts the version byte too
+    small = _compressed_term(inner[:-len(d)] + b"j")
+    exact = len(inner[:-len(d)] + b"j") + 1     # the plain term, version byte included
+    for size in ((exact, 4096) if compression < 2 else (4096,)):   # (2, 3: the wrapped term is larger)
+        for decoder in (MessageDecoder("etf", compression, max_message_size=size, **options),
+                        pure("etf", compression, max_message_size=size, **options)):
+            out = decoder.feed(_wrap(small, compression), True)
+            assert out == ({"op": 0, "t": "MESSAGE_CREATE", "s": 5, "d": []} if not options.get("raw_dispatches")
+                           else ("MESSAGE_CREATE", 5, b"\x83" + inner[:-len(d)] + b"j"))
+    decoder = MessageDecoder("etf", 0, max_message_size=len(inner[:-len(d)] + b"j"))
+    with pytest.raises(DecodeError, match="more than the limit"):
+        decoder.feed(small, True)
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_etf_object_amplification_is_bounded(compression):
+    # A list of a million NILs: 1 MB inflated, ~1 KB compressed, and each NIL
+    # would be a new 72-byte list (+8 for its slot): ~80 MB of objects.
+    n = 1_000_000
+    term = b"l" + n.to_bytes(4, "big") + b"j" * n + b"j"
+    message = _compressed_term(term)
+    assert len(message) < 2000
+    payload = b"\x83t\x00\x00\x00\x01m\x00\x00\x00\x01d" + term   # the same, uncompressed, inside a map
+    for make in (MessageDecoder, pure):
+        for data in (message, payload):
+            with pytest.raises(DecodeError, match="more than one list/tuple/map per 8 bytes"):
+                make("etf", compression).feed(_wrap(data, compression), True)
+    # the bound is relative to the term: a container per 13 bytes is fine
+    ok = b"\x83l" + (1000).to_bytes(4, "big") + (b"l\x00\x00\x00\x01m\x00\x00\x00\x02abj") * 1000 + b"j"
+    assert _decode_plain(ok, "etf") == [["ab"]] * 1000
+
+
+def test_etf_duplicate_keys_peek_and_decode_agree():
+    """The last of a duplicated t/s counts, in the peek as in the map decode."""
+    def etf_map(*pairs: tuple[bytes, bytes]) -> bytes:
+        return b"\x83t" + len(pairs).to_bytes(4, "big") + b"".join(k + v for k, v in pairs)
+
+    def key(name: bytes) -> bytes:
+        return b"m" + len(name).to_bytes(4, "big") + name
+
+    def atom(name: bytes) -> bytes:
+        return b"w" + bytes([len(name)]) + name
+
+    raw = etf_map((key(b"op"), b"a\x00"), (key(b"t"), atom(b"TYPING_START")), (key(b"s"), b"a\x05"),
+                  (key(b"t"), atom(b"MESSAGE_CREATE")), (key(b"d"), b"j"))
+    assert peek(raw, "etf") == (0, "MESSAGE_CREATE", 5)
+    for decoder in (MessageDecoder("etf", 0, disabled_events=["TYPING_START"]),
+                    pure("etf", 0, disabled_events=["TYPING_START"])):
+        assert decoder.feed(raw, True) == {"op": 0, "t": "MESSAGE_CREATE", "s": 5, "d": []}
+    raw = etf_map((key(b"op"), b"a\x00"), (key(b"t"), atom(b"MESSAGE_CREATE")), (key(b"s"), b"a\x05"),
+                  (atom(b"t"), atom(b"TYPING_START")), (atom(b"s"), b"a\x09"), (key(b"d"), b"j"))
+    assert peek(raw, "etf") == (0, "TYPING_START", 9)
+    for decoder in (MessageDecoder("etf", 0, disabled_events=["TYPING_START"]),
+                    pure("etf", 0, disabled_events=["TYPING_START"])):
+        assert decoder.feed(raw, True) is None
+        assert decoder.sequence == 9
+    # trailing bytes after the map: the peek is unsure, the decode refuses
+    assert peek(raw + b"j", "etf") is None
+    with pytest.raises(DecodeError, match="trailing"):
+        MessageDecoder("etf", 0, disabled_events=["TYPING_START"]).feed(raw + b"j", True)
+
+
+def test_json_duplicate_keys_peek_and_orjson_agree():
+    raw = b'{"op":0,"t":"TYPING_START","s":5,"t":"MESSAGE_CREATE","d":{}}'
+    assert peek(raw, "json") == (0, "MESSAGE_CREATE", 5) and orjson.loads(raw)["t"] == "MESSAGE_CREATE"
+    raw = b'{"t":"MESSAGE_CREATE","s":5,"op":0,"d":{"s":1,"t":"X"},"s":7,"t":"TYPING_START"}'
+    assert peek(raw, "json") == (0, "TYPING_START", 7)
+    raw = b'{"op":0,"t":"A","s":05,"d":{}}'                 # not JSON: never peeked as 5
+    assert peek(raw, "json") is None
+    assert peek(b'{"op":0,"t":"A\\u0042","s":1}', "json") is None
+    assert peek(b'{"op":0,"t":"A\x01B","s":1}', "json") is None   # a raw control character: orjson refuses it
+
+
+@pytest.mark.parametrize("make", [MessageDecoder, pure], ids=["cython", "reference"])
+def test_payload_zlib_truncated_or_with_trailing_bytes(make):
+    """Found by fuzz/payload_zlib.py: the reference decoder accepted a truncated stream."""
+    whole = zlib.compress(b'{"op":11,"d":null,"s":null,"t":null}')
+    assert make("json", 1).feed(whole, True) == {"op": 11, "d": None, "s": None, "t": None}
+    for cut in (2, 5, len(whole) - 4, len(whole) - 1):
+        with pytest.raises(DecodeError, match="truncated zlib payload"):
+            make("json", 1).feed(whole[:cut], True)
+    with pytest.raises(DecodeError, match="bytes after the end of the zlib stream"):
+        make("json", 1).feed(whole + b"{}", True)
