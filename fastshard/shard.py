@@ -8,15 +8,11 @@ reconnect loop and the user's callbacks.
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
-import logging
 import math
 import random
 import sys
-import weakref
 from enum import IntEnum
-from typing import Any, AsyncIterator, Callable, Iterable, Optional, SupportsInt, TypeVar, Union, cast, overload
+from typing import Any, AsyncIterator, Iterable, Optional, SupportsInt, Union, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import picows
@@ -25,15 +21,14 @@ from . import close_codes, opcodes
 from .codec import DEFAULT_MAX_MESSAGE_SIZE, make_decoder, make_encoder
 from .errors import (ConnectionFailedError, NotConnectedError, PayloadTooLargeError, RateLimitedError,
                      ShardError)
+from .emitter import EVENT_NAMES, EventEmitter, EventStream
 from .gateway import Emit, Fail, GatewayState, Reconnect, Send
 from .identify_queue import IdentifyQueue
 from .ratelimit import SlidingWindow
 
 __all__ = ["WebsocketShard", "ShardStatus", "EVENT_NAMES"]
 
-log = logging.getLogger("fastshard")
 
-EVENT_NAMES = frozenset({"ready", "resumed", "event", "close", "debug"})
 _NOT_EVENTS = frozenset({"READY", "RESUMED"})
 
 _MSG_TEXT = picows.WSMsgType.TEXT
@@ -42,8 +37,6 @@ _MSG_CONTINUATION = picows.WSMsgType.CONTINUATION
 _MSG_PONG = picows.WSMsgType.PONG
 _MSG_CLOSE = picows.WSMsgType.CLOSE
 
-Callback = Callable[[Any], Any]
-F = TypeVar("F", bound=Callback)
 
 
 class ShardStatus(IntEnum):
@@ -117,37 +110,7 @@ class _Listener(picows.WSListener):
         self.shard._on_disconnected(self)
 
 
-class _EventStream:
-    """``async for payload in shard.events()``: every dispatch, in order, none dropped."""
-
-    _END = object()
-
-    def __init__(self, shard: "WebsocketShard") -> None:
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._done = False
-        # A weak reference: an iterator the user dropped must not keep collecting events.
-        shard._streams.append(weakref.ref(self, shard._forget_stream))
-
-    def _put(self, item: Any) -> None:
-        self._queue.put_nowait(item)
-
-    def __aiter__(self) -> "_EventStream":
-        return self
-
-    async def __anext__(self) -> dict[str, Any]:
-        if self._done:
-            raise StopAsyncIteration
-        item = await self._queue.get()
-        if item is _EventStream._END:
-            self._done = True
-            raise StopAsyncIteration
-        if isinstance(item, BaseException):
-            self._done = True
-            raise item
-        return item  # type: ignore[no-any-return]
-
-
-class WebsocketShard:
+class WebsocketShard(EventEmitter):
     """One Discord gateway connection.
 
     See the README for the full guide.  All arguments are keyword-only; only
@@ -273,12 +236,7 @@ class WebsocketShard:
             session_id=session, resume_url=resume_url, sequence=self._decoder)
 
         self._status = ShardStatus.CLOSED
-        self._listeners: dict[str, list[list[Any]]] = {name: [] for name in EVENT_NAMES}
-        # The "event" callbacks as a tuple while none of them is a once(): the
-        # hot path calls them without walking the entries.  None otherwise.
-        self._event_callbacks: Optional[tuple[Callback, ...]] = ()
-        self._streams: list[weakref.ref[_EventStream]] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._init_events()
         self._listener: Optional[_Listener] = None
         self._heartbeat_timer: Optional[asyncio.TimerHandle] = None
         self._reconnect_task: Optional[asyncio.Task[None]] = None
@@ -329,97 +287,15 @@ class WebsocketShard:
         return (f"<WebsocketShard id={self.id}/{self.total} status={self._status.name} "
                 f"session={self.session_id!r} sequence={self.sequence!r}>")
 
-    # -- events -------------------------------------------------------------
-    @overload
-    def on(self, name: str) -> Callable[[F], F]: ...
-    @overload
-    def on(self, name: str, callback: F) -> F: ...
-
-    def on(self, name: str, callback: Optional[Callback] = None) -> Any:
-        """Call ``callback`` on every ``name`` event; usable as ``@shard.on("event")``."""
-        return self._add_listener(name, callback, once=False)
-
-    @overload
-    def once(self, name: str) -> Callable[[F], F]: ...
-    @overload
-    def once(self, name: str, callback: F) -> F: ...
-
-    def once(self, name: str, callback: Optional[Callback] = None) -> Any:
-        """Call ``callback`` on the next ``name`` event only."""
-        return self._add_listener(name, callback, once=True)
-
-    def off(self, name: str, callback: Callback) -> None:
-        """Remove ``callback`` from ``name`` (registered with on() or once())."""
-        _check_event_name(name)
-        self._listeners[name][:] = [e for e in self._listeners[name] if e[0] is not callback and e[0] != callback]
-        self._listeners_changed()
-
-    def _listeners_changed(self) -> None:
-        entries = self._listeners["event"]
-        self._event_callbacks = None if any(once for _, once in entries) else tuple(cb for cb, _ in entries)
-
-    def _add_listener(self, name: str, callback: Optional[Callback], once: bool) -> Any:
-        _check_event_name(name)
-        if callback is None:
-            def decorator(func: F) -> F:
-                self._add_listener(name, func, once)
-                return func
-            return decorator
-        if not callable(callback):
-            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
-        self._listeners[name].append([callback, once])
-        self._listeners_changed()
-        return callback
-
+    # -- events (on/once/off and the callbacks' bookkeeping: EventEmitter) ----
     def events(self) -> AsyncIterator[dict[str, Any]]:
         """Every dispatch as ``{"op": 0, "t", "s", "d"}``, in order, from this call on.
 
         The iteration ends when ``close()`` is called, and raises the error when
         the shard stops for good (the same error the ``close`` event carries).
         """
-        return _EventStream(self)
-
-    def _emit(self, name: str, value: Any) -> None:
-        entries = self._listeners[name]
-        if not entries:
-            if name == "debug":
-                log.debug("shard %d: %s", self.id, value)
-            return
-        for entry in tuple(entries):
-            callback, once = entry
-            if once:
-                try:
-                    entries.remove(entry)
-                except ValueError:
-                    continue  # removed meanwhile by off() or an earlier emit
-                self._listeners_changed()
-            try:
-                result = callback(value)
-            except Exception as exc:
-                self._callback_failed(name, callback, exc)
-                continue
-            if result is not None:
-                self._schedule(result, name, callback)
-
-    def _schedule(self, result: Any, name: str, callback: Callback) -> None:
-        """What a callback returned: a coroutine (or other awaitable) runs as a task."""
-        if inspect.isawaitable(result):
-            # Scheduled, never awaited here: a slow handler must not stall the read loop.
-            task = asyncio.ensure_future(result)
-            self._tasks.add(task)
-            task.add_done_callback(functools.partial(self._task_done, name=name, callback=callback))
-
-    def _task_done(self, task: asyncio.Future[Any], *, name: str, callback: Callback) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._callback_failed(name, callback, task.exception())  # type: ignore[arg-type]
-
-    def _callback_failed(self, name: str, callback: Callback, exc: BaseException) -> None:
-        message = f"{name!r} callback {getattr(callback, '__qualname__', callback)!r} raised {exc!r}"
-        if name == "debug":
-            log.error("shard %d: %s", self.id, message, exc_info=exc)
-        else:
-            self._emit("debug", message)
+        stream: EventStream[dict[str, Any]] = EventStream(self)
+        return stream
 
     def _debug(self, message: str) -> None:
         self._emit("debug", message)
@@ -810,17 +686,7 @@ class WebsocketShard:
 
     def _finish(self, error: Optional[ShardError]) -> None:
         self._fail_pings(NotConnectedError("the shard closed before the pong arrived"))
-        streams, self._streams = self._streams, []
-        for ref in streams:
-            stream = ref()
-            if stream is not None:
-                stream._put(error if error is not None else _EventStream._END)
-
-    def _forget_stream(self, ref: "weakref.ref[_EventStream]") -> None:
-        try:
-            self._streams.remove(ref)
-        except ValueError:
-            pass  # already ended by _finish
+        self._end_streams(error if error is not None else EventStream.END)
 
     def _fail_pings(self, error: Exception) -> None:
         pings, self._pings = self._pings, []
@@ -971,8 +837,3 @@ def _check_int(name: str, value: Any, *, minimum: int) -> None:
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, not {value}")
-
-
-def _check_event_name(name: str) -> None:
-    if name not in EVENT_NAMES:
-        raise ValueError(f"unknown event {name!r}; events are: {', '.join(sorted(EVENT_NAMES))}")
