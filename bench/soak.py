@@ -206,6 +206,8 @@ async def _leg(gateway: _Gateway, encoding: str, compression: int, events: int, 
     last = sent["ranges"][-1][1] if sent["ranges"] else 0
     if not await _until(lambda: watch.last >= last or bool(watch.closes), CATCH_UP_TIMEOUT):
         problems.append(f"the shard saw up to sequence {watch.last} of {last} ({shard.status.name})")
+    # The gateway reports once the shard is back on a connection no fault hit; its RESUMED follows.
+    await _until(lambda: shard.status == ShardStatus.CONNECTED or bool(watch.closes), CATCH_UP_TIMEOUT)
     result.seconds = time.monotonic() - started
     result.events = sum(b - a + 1 for a, b in watch.ranges)
     if shard.status != ShardStatus.CONNECTED:

@@ -74,6 +74,7 @@ class Leg:
         self.samples: dict[int, Any] = {}
         self.after_hello: str | None = None   # armed for the next connection's handshake
         self.mid_resume: str | None = None    # armed for the next connection's replay
+        self.last_hit: SimConnection | None = None  # the latest connection a fault ended
         self.mid_replay_hits = 0
         self.session: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -168,6 +169,7 @@ class Leg:
                         await send(payload)
                         self.mid_replay_hits += 1
                     self._record(how, conn, "mid-resume")
+                    self.last_hit = conn
                     await self._disconnect(conn, how)
                     if not resumed:
                         return
@@ -218,7 +220,8 @@ class Leg:
                 for t, d in pool[sent % POOL:sent % POOL + min(BATCH, self.events - sent)]:
                     if next_fault is not None and sent >= next_fault:
                         target = await self._attached(faulted)
-                        faulted = target if await self.fire(target) else faulted
+                        if await self.fire(target):  # it ended the connection
+                            faulted = self.last_hit = target
                         next_fault = sent + gaps.pop() if gaps else None
                     if session.connection is None and session.buffered >= DETACHED_BUFFER:
                         await self._attached()
@@ -231,6 +234,13 @@ class Leg:
         for task in list(self._tasks):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 5.0)
+        if error is None and self.last_hit is not None:
+            # A fault fired by one of those tasks (mid-replay) may have ended the connection the
+            # shard came back on: report only once it is back again, on a connection not hit.
+            try:
+                await self._attached(self.last_hit)
+            except TimeoutError as exc:
+                error = str(exc)
         conns = self.sim.connections[self.first_connection:]
         return {
             "error": error, "sent": sent, "final_seq": session.seq, "ranges": self.ranges,
