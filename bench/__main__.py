@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["scale"]:  # python -m bench scale [--quick]: bench/scale.py
+        from .scale import main as scale_main
+        return scale_main(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
     parts = set(PARTS)
