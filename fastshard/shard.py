@@ -35,6 +35,9 @@ log = logging.getLogger("fastshard")
 
 EVENT_NAMES = frozenset({"ready", "resumed", "event", "close", "debug"})
 _NOT_EVENTS = frozenset({"READY", "RESUMED"})
+# Shared by every shard that does not set its own: a process may hold thousands of shards.
+_DEFAULT_PROPERTIES = {"os": sys.platform, "browser": "fastshard", "device": "fastshard"}
+_NO_EVENTS: frozenset[str] = frozenset()
 
 _MSG_TEXT = picows.WSMsgType.TEXT
 _MSG_BINARY = picows.WSMsgType.BINARY
@@ -203,7 +206,7 @@ class WebsocketShard:
         if presence is not None and not isinstance(presence, dict):
             raise TypeError(f"presence must be a dict or None, not {type(presence).__name__}")
         if properties is None:
-            properties = {"os": sys.platform, "browser": "fastshard", "device": "fastshard"}
+            properties = _DEFAULT_PROPERTIES
         elif not isinstance(properties, dict):
             raise TypeError(f"properties must be a dict or None, not {type(properties).__name__}")
         _check_int("version", version, minimum=1)
@@ -236,7 +239,7 @@ class WebsocketShard:
         self._base_url = url.strip()
         self._decoder = make_decoder(encoding, compression, big_ints_as_str=big_ints_as_str,
                                      max_message_size=max_message_size,
-                                     disabled_events=frozenset(disabled_events))
+                                     disabled_events=frozenset(disabled_events) or _NO_EVENTS)
         self._max_message_size = max_message_size
         if session is not None:
             self._decoder.sequence = sequence
@@ -259,10 +262,13 @@ class WebsocketShard:
         self._reconnect_attempt = 0
         self._closing = False
         self._commands = SlidingWindow(*self.COMMAND_LIMIT)
-        self._presences = SlidingWindow(*self.PRESENCE_LIMIT)
+        self._presences: Optional[SlidingWindow] = None  # made on the first presence update
         self._pings: list[tuple[bytes, float, asyncio.Future[float]]] = []
         self._ping_counter = 0
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+        #: ((base URL, version, encoding, compression), the URL built from them): a shard
+        #: connects to one of two bases, and building the query costs more than a connect.
+        self._url_cache: Optional[tuple[tuple[str, int, str, int], str]] = None
         #: Every IDENTIFY waits on this queue (RESUME never does); None: identify at once.
         self.identify_queue = identify_queue
         self._identify_task: Optional[asyncio.Task[None]] = None
@@ -504,6 +510,8 @@ class WebsocketShard:
             raise RateLimitedError(wait, f"gateway commands ({self.COMMAND_LIMIT[0]} per {self.COMMAND_LIMIT[1]:g} s,"
                                          f" {self._heartbeat_reserve()} kept for heartbeats)")
         if op == opcodes.PRESENCE_UPDATE:
+            if self._presences is None:
+                self._presences = SlidingWindow(*self.PRESENCE_LIMIT)
             wait = self._presences.retry_after(now)
             if wait:
                 raise RateLimitedError(wait, f"presence updates ({self.PRESENCE_LIMIT[0]} per "
@@ -527,6 +535,15 @@ class WebsocketShard:
         base = self._base_url
         if self._gateway.can_resume and self._gateway.resume_url:
             base = self._gateway.resume_url
+        key = (base, self.version, self.encoding, self.compression)
+        cached = self._url_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        url = self._build_url(base)
+        self._url_cache = (key, url)
+        return url
+
+    def _build_url(self, base: str) -> str:
         if "://" not in base:
             base = "wss://" + base
         parts = urlsplit(base)
