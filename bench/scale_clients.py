@@ -341,6 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--interval", type=float, default=5.0, help="heartbeat or identify interval, s")
     p.add_argument("--window", type=float, default=5.0, help="heartbeat: seconds of CPU measured")
     p.add_argument("--m", type=int, default=16, help="startup: max_concurrency")
+    p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
     p.add_argument("--gc", choices=("default", "off", "threshold"), default="default",
                    help="storm diagnostics: the cyclic GC as Python sets it, off, or gen0 threshold 50,000")
     a = p.parse_args(argv)
@@ -348,8 +349,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.gc == "off":
         gc.disable()
     try:
-        out = asyncio.run(_MODES[a.mode](a))
-    except Exception as exc:  # one JSON line either way: the parent reports it
+        out = asyncio.run(asyncio.wait_for(_MODES[a.mode](a), a.timeout))
+    except (Exception, asyncio.TimeoutError) as exc:  # one JSON line either way: the parent reports it
         out = {"error": f"{type(exc).__name__}: {exc}"}
     print(json.dumps(out), flush=True)
 

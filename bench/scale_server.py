@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import resource
 import sys
 import time
@@ -60,6 +61,7 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+@functools.lru_cache(maxsize=None)
 def _guild_payloads() -> list[dict[str, Any]]:
     """BURST_GUILDS GUILD_CREATE payloads, the first of about GUILD_BYTES of JSON."""
     gen = TrafficGenerator("scale:guilds")
@@ -79,7 +81,6 @@ def _guild_payloads() -> list[dict[str, Any]]:
     return out
 
 
-_GUILDS = _guild_payloads()
 _READY = TrafficGenerator("scale:ready").ready("f" * 32, "ws://127.0.0.1/resume", (0, 1), ["100000000000000000"])
 
 
@@ -103,7 +104,7 @@ class Stream:
 
         hello = one({"op": 10, "d": {"heartbeat_interval": heartbeat_ms}})
         ready = one({"op": 0, "t": "READY", "s": 1, "d": _READY})
-        guilds = {"none": [], "guild": _GUILDS[:1], "burst": _GUILDS}[extra]
+        guilds = {"none": [], "guild": _guild_payloads()[:1], "burst": _guild_payloads()}[extra]
         extras = [one(dict(g, s=2 + i)) for i, g in enumerate(guilds)]
         acks = [one({"op": 11}) for _ in range(_ACKS)]
         if acks[-1] != acks[-2]:

@@ -266,9 +266,6 @@ class WebsocketShard:
         self._pings: list[tuple[bytes, float, asyncio.Future[float]]] = []
         self._ping_counter = 0
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        #: ((base URL, version, encoding, compression), the URL built from them): a shard
-        #: connects to one of two bases, and building the query costs more than a connect.
-        self._url_cache: Optional[tuple[tuple[str, int, str, int], str]] = None
         #: Every IDENTIFY waits on this queue (RESUME never does); None: identify at once.
         self.identify_queue = identify_queue
         self._identify_task: Optional[asyncio.Task[None]] = None
@@ -535,27 +532,7 @@ class WebsocketShard:
         base = self._base_url
         if self._gateway.can_resume and self._gateway.resume_url:
             base = self._gateway.resume_url
-        key = (base, self.version, self.encoding, self.compression)
-        cached = self._url_cache
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        url = self._build_url(base)
-        self._url_cache = (key, url)
-        return url
-
-    def _build_url(self, base: str) -> str:
-        if "://" not in base:
-            base = "wss://" + base
-        parts = urlsplit(base)
-        query = dict(parse_qsl(parts.query))
-        query.update(v=str(self.version), encoding=self.encoding)
-        if self.compression == 2:
-            query["compress"] = "zlib-stream"
-        elif self.compression == 3:
-            query["compress"] = "zstd-stream"
-        else:
-            query.pop("compress", None)
-        return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", urlencode(query), ""))
+        return _gateway_url(base, self.version, self.encoding, self.compression)
 
     async def _open(self) -> None:
         url = self._url()
@@ -839,6 +816,24 @@ class WebsocketShard:
         if self._listener is None or self._listener.intent is not None:
             return
         self._apply(self._gateway.heartbeat_due(self._now()))
+
+
+# Cached: every shard of a process connects to the same one or two bases, and building
+# the query string costs about as much CPU as the rest of a connect.
+@functools.lru_cache(maxsize=256)
+def _gateway_url(base: str, version: int, encoding: str, compression: int) -> str:
+    if "://" not in base:
+        base = "wss://" + base
+    parts = urlsplit(base)
+    query = dict(parse_qsl(parts.query))
+    query.update(v=str(version), encoding=encoding)
+    if compression == 2:
+        query["compress"] = "zlib-stream"
+    elif compression == 3:
+        query["compress"] = "zstd-stream"
+    else:
+        query.pop("compress", None)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", urlencode(query), ""))
 
 
 def _check_int(name: str, value: Any, *, minimum: int) -> None:
