@@ -39,6 +39,7 @@ MEMORY_ROWS = [
 BURST_MAX_SHARDS = 1000
 #: Up to this many shards, fastshard's and the floor's memory processes run at once (the
 #: server's descriptors bound it: two processes' connections must fit its RLIMIT_NOFILE).
+#: Bursts never run together: the server queues 2.4 MB per connection.
 TOGETHER_MAX_SHARDS = 2000
 
 
@@ -126,7 +127,7 @@ def run_scale(settings: Settings, progress: Callable[[str], None] = print) -> Sc
                 progress(f"  {row.label}")
                 for _ in range(settings.repeat):
                     paired(row, "memory", lambda o: o["per_shard_bytes"] / 1024, n=shards, compression=compression,
-                           extra=extra, together=shards <= TOGETHER_MAX_SHARDS)
+                           extra=extra, together=extra != "burst" and shards <= TOGETHER_MAX_SHARDS)
                 result.rows.append(row)
         for n in settings.ns:
             wall = Row(f"connect storm to READY, zlib-stream, wall (N = {n:,})", "s")
