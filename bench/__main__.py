@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "fastshard vs discord.py's shape vs a plain websockets loop), memory per idle shard, "
                     "wire sizes and codec micro-benchmarks. Writes latest.md, latest.png and latest.json.",
         epilog="Figures are medians over repeats; nothing is asserted about speed. bench/README.md explains "
-               "every figure.")
+               "every figure. `python -m bench soak --help`: the fault soak (a million dispatches through a "
+               "thousand faults).")
     p.add_argument("--quick", action="store_true",
                    help="a smoke run in under a minute (small workloads, fewer repeats); numbers are rough")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, metavar="DIR",
@@ -66,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["soak"]:
+        from .soak import main as soak
+        return soak(args_list[1:])
     if args_list[:1] == ["scale"]:  # python -m bench scale [--quick]: bench/scale.py
         from .scale import main as scale_main
         return scale_main(args_list[1:])

@@ -42,10 +42,16 @@ class InvalidSessionError(ShardError):
 
     The session data has been cleared; calling ``connect()`` again identifies
     a new session.  ``resumable`` is what op 9 said (always False here).
+    ``code`` and ``reason`` are the websocket close code and text when a close
+    ended the session (4007, 4009), like on :class:`GatewayCloseError`; after
+    op 9 ``code`` is None and ``reason`` empty.
     """
 
-    def __init__(self, message: str, resumable: bool = False) -> None:
+    def __init__(self, message: str, resumable: bool = False, *, code: int | None = None,
+                 reason: str = "") -> None:
         self.resumable = resumable
+        self.code = code
+        self.reason = reason
         super().__init__(message)
 
 

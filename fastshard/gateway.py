@@ -164,8 +164,7 @@ class GatewayState:
             return Fail(GatewayCloseError(code, reason, why))
         if code in close_codes.SESSION_INVALIDATING:
             self.clear_session()
-            error = InvalidSessionError(why)
-            return Fail(error)
+            return Fail(InvalidSessionError(why, code=code, reason=reason))
         if not self.can_resume:
             return Fail(GatewayCloseError(code or 1006, reason, f"{why}, before a session was established; "
                                                             "call connect() again to identify"))

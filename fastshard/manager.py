@@ -15,26 +15,21 @@ import asyncio
 import functools
 import gc
 import inspect
-import logging
 import random
-import weakref
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Iterable, Optional, SupportsInt, TypeVar, overload
+from typing import Any, AsyncIterator, Iterable, Optional, SupportsInt
 
 from . import close_codes
 from .errors import GatewayCloseError, InvalidSessionError, SessionStartLimitError, ShardError
 from .identify_queue import IdentifyQueue, LocalIdentifyQueue
 from .rest import API_URL, GatewayInfo, fetch_gateway_bot
 from .session_store import MemorySessionStore, SessionInfo, SessionStore
-from .shard import EVENT_NAMES, ShardStatus, WebsocketShard
+from .emitter import EventEmitter, EventStream
+from .shard import ShardStatus, WebsocketShard
 from .sharding import shard_for
 
 __all__ = ["ShardManager", "ShardSummary"]
 
-log = logging.getLogger("fastshard.manager")
-
-ManagerCallback = Callable[[Any, Any], Any]
-F = TypeVar("F", bound=ManagerCallback)
 
 #: WebsocketShard options the manager sets itself, with what to use instead.
 _MANAGED_OPTIONS = {
@@ -65,34 +60,10 @@ class ShardSummary:
     resumes: int
 
 
-class _ManagerEventStream:
-    """``async for shard_id, payload in manager.events()``."""
-
-    _END = object()
-
-    def __init__(self, manager: ShardManager) -> None:
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._done = False
-        manager._streams.append(weakref.ref(self, manager._forget_stream))
-
-    def __aiter__(self) -> _ManagerEventStream:
-        return self
-
-    async def __anext__(self) -> tuple[int, dict[str, Any]]:
-        if self._done:
-            raise StopAsyncIteration
-        item = await self._queue.get()
-        if item is _ManagerEventStream._END:
-            self._done = True
-            raise StopAsyncIteration
-        if isinstance(item, BaseException):
-            self._done = True
-            raise item
-        return item  # type: ignore[no-any-return]
-
-
-class ShardManager:
+class ShardManager(EventEmitter):
     """Holds the shards of one process.  See the README, "Many shards: ShardManager"."""
+
+    _debug_args = (None,)  # the manager's own debug messages come with no shard id
 
     #: Seconds before re-opening a shard whose connection could not be made or whose
     #: session ended; doubles per failure up to ``reconnect_max_delay``.
@@ -172,10 +143,7 @@ class ShardManager:
         self.max_concurrency: int | None = max_concurrency
         #: The /gateway/bot answer start() used (None when every number was given).
         self.gateway_info: GatewayInfo | None = None
-        self._listeners: dict[str, list[list[Any]]] = {name: [] for name in EVENT_NAMES}
-        self._event_callbacks: Optional[tuple[ManagerCallback, ...]] = ()
-        self._streams: list[weakref.ref[_ManagerEventStream]] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._init_events()
         self._connecting: dict[int, asyncio.Task[None]] = {}
         self._attempts: dict[int, int] = {}
         self._identifies: dict[int, int] = {}
@@ -228,109 +196,16 @@ class ShardManager:
         connected = sum(1 for s in self.shards.values() if s.status == ShardStatus.CONNECTED)
         return f"<ShardManager shards={len(self.shards)} connected={connected} shard_count={self.shard_count}>"
 
-    # -- events -------------------------------------------------------------
-    @overload
-    def on(self, name: str) -> Callable[[F], F]: ...
-    @overload
-    def on(self, name: str, callback: F) -> F: ...
-
-    def on(self, name: str, callback: Optional[ManagerCallback] = None) -> Any:
-        """Call ``callback(shard_id, value)`` on every ``name`` event; usable as a decorator."""
-        return self._add_listener(name, callback, once=False)
-
-    @overload
-    def once(self, name: str) -> Callable[[F], F]: ...
-    @overload
-    def once(self, name: str, callback: F) -> F: ...
-
-    def once(self, name: str, callback: Optional[ManagerCallback] = None) -> Any:
-        """Call ``callback(shard_id, value)`` on the next ``name`` event only."""
-        return self._add_listener(name, callback, once=True)
-
-    def off(self, name: str, callback: ManagerCallback) -> None:
-        """Remove ``callback`` from ``name``."""
-        _check_event_name(name)
-        self._listeners[name][:] = [e for e in self._listeners[name] if e[0] is not callback and e[0] != callback]
-        self._listeners_changed()
-
-    def _listeners_changed(self) -> None:
-        entries = self._listeners["event"]
-        self._event_callbacks = None if any(once for _, once in entries) else tuple(cb for cb, _ in entries)
-
-    def _add_listener(self, name: str, callback: Optional[ManagerCallback], once: bool) -> Any:
-        _check_event_name(name)
-        if callback is None:
-            def decorator(func: F) -> F:
-                self._add_listener(name, func, once)
-                return func
-            return decorator
-        if not callable(callback):
-            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
-        self._listeners[name].append([callback, once])
-        self._listeners_changed()
-        return callback
-
+    # -- events (on/once/off come from EventEmitter) ----------------------
     def events(self) -> AsyncIterator[tuple[int, dict[str, Any]]]:
         """Every dispatch of every shard as ``(shard_id, payload)``, in each shard's order.
 
         Ends when ``close()`` is called; raises the error that stopped the manager.
         """
-        stream = _ManagerEventStream(self)
+        stream: EventStream[tuple[int, dict[str, Any]]] = EventStream(self)
         if self.error is not None:
-            stream._queue.put_nowait(self.error)
+            stream._put(self.error)
         return stream
-
-    def _emit(self, name: str, shard_id: Any, value: Any) -> None:
-        entries = self._listeners[name]
-        if not entries:
-            if name == "debug":
-                log.debug("shard %s: %s", shard_id, value)
-            return
-        for entry in tuple(entries):
-            callback, once = entry
-            if once:
-                try:
-                    entries.remove(entry)
-                except ValueError:
-                    continue
-                self._listeners_changed()
-            self._call(name, callback, shard_id, value)
-
-    def _call(self, name: str, callback: ManagerCallback, shard_id: Any, value: Any) -> None:
-        try:
-            result = callback(shard_id, value)
-        except Exception as exc:
-            self._callback_failed(name, callback, exc)
-            return
-        if result is not None and inspect.isawaitable(result):
-            task = asyncio.ensure_future(result)
-            self._tasks.add(task)
-            task.add_done_callback(functools.partial(self._task_done, name=name, callback=callback))
-
-    def _task_done(self, task: asyncio.Future[Any], *, name: str, callback: ManagerCallback) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._callback_failed(name, callback, task.exception())  # type: ignore[arg-type]
-
-    def _callback_failed(self, name: str, callback: ManagerCallback, exc: BaseException) -> None:
-        message = f"{name!r} callback {getattr(callback, '__qualname__', callback)!r} raised {exc!r}"
-        if name == "debug":
-            log.error(message, exc_info=exc)
-        else:
-            self._emit("debug", None, message)
-
-    def _forget_stream(self, ref: weakref.ref[_ManagerEventStream]) -> None:
-        try:
-            self._streams.remove(ref)
-        except ValueError:
-            pass
-
-    def _end_streams(self, item: Any) -> None:
-        streams, self._streams = self._streams, []
-        for ref in streams:
-            stream = ref()
-            if stream is not None:
-                stream._queue.put_nowait(item)
 
     # -- lifecycle ----------------------------------------------------------
     async def start(self) -> None:
@@ -463,7 +338,7 @@ class ShardManager:
             return
         self._closing = True
         await self._shutdown()
-        self._end_streams(_ManagerEventStream._END)
+        self._end_streams(EventStream.END)
 
     async def _shutdown(self, keep: Optional[int] = None) -> None:
         self._restore_gc()
@@ -472,7 +347,8 @@ class ShardManager:
         self._connecting.clear()
         await asyncio.gather(*(s.close() for sid, s in self.shards.items() if sid != keep),
                              return_exceptions=True)
-        pending = [t for t in self._tasks if not t.done()]
+        current = asyncio.current_task()
+        pending = [t for t in self._tasks if not t.done() and t is not current]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         await self._save_all()
@@ -514,13 +390,19 @@ class ShardManager:
             self._emit("event", shard_id, payload)
         else:
             for callback in callbacks:
-                self._call("event", callback, shard_id, payload)
+                try:
+                    result = callback(shard_id, payload)
+                except Exception as exc:
+                    self._callback_failed("event", callback, exc)
+                    continue
+                if result is not None:
+                    self._schedule(result, "event", callback)
         if self._streams:
             item = (shard_id, payload)
             for ref in self._streams:
                 stream = ref()
                 if stream is not None:
-                    stream._queue.put_nowait(item)
+                    stream._put(item)
 
     def _on_shard_ready(self, shard_id: int, name: str, data: Any) -> None:
         shard = self.shards[shard_id]
@@ -593,6 +475,10 @@ class ShardManager:
         self._emit("debug", shard_id, f"stopping every shard: {error}")
         if self._stopped is not None:
             self._stopped.set()  # wake wait_ready() now; the shutdown below takes a moment
+        try:
+            await self.session_store.delete(shard_id)  # the gateway ended that session
+        except Exception as exc:
+            self._emit("debug", shard_id, f"deleting the session failed: {exc!r}")
         await self._shutdown(keep=shard_id)
         self._emit("close", shard_id, error)
         self._end_streams(error)
@@ -640,11 +526,6 @@ def _check_optional_int(name: str, value: Any, *, minimum: int) -> None:
         raise TypeError(f"{name} must be an int or None, not {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, not {value}")
-
-
-def _check_event_name(name: str) -> None:
-    if name not in EVENT_NAMES:
-        raise ValueError(f"unknown event {name!r}; events are: {', '.join(sorted(EVENT_NAMES))}")
 
 
 def _id_list(ids: list[int], most: int = 20) -> str:

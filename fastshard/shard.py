@@ -77,6 +77,11 @@ class _Listener(picows.WSListener):
 
     def on_ws_connected(self, transport: picows.WSTransport) -> None:
         self.transport = transport
+        if self.intent is not None:
+            # Abandoned while its handshake was in flight (close(), a failure, a cancelled
+            # attempt): nobody will read this socket, so it must not stay open.
+            transport.send_close(cast(picows.WSCloseCode, close_codes.CLIENT_CLOSE), b"closing")
+            transport.disconnect()
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         # On a connection we are leaving nothing counts any more but its close frame.
@@ -158,10 +163,24 @@ class WebsocketShard:
     #: Seconds to wait for the websocket handshake, and for the gateway to answer our close frame.
     connect_timeout = 10.0
     close_timeout = 2.0
+    #: Seconds an open websocket may go without HELLO before it counts as a zombie (Discord
+    #: sends HELLO at once; without this bound a silent gateway would stall the shard forever).
+    hello_timeout = 10.0
     #: Discord's limits on what a client sends.
     COMMAND_LIMIT = (120, 60.0)
     PRESENCE_LIMIT = (5, 20.0)
     MAX_PAYLOAD_SIZE = 4096
+    #: Consecutive connections that got HELLO but lost before READY/RESUMED that are
+    #: retried at once; past this many the gateway is misbehaving and backoff applies.
+    reconnect_unsettled_limit = 3
+
+    # Connection lifecycle state, set per instance once used (class defaults keep __init__ short).
+    #: The websocket handshake in flight (a task of its own, never cancelled: see _open()).
+    _handshake: Optional["asyncio.Task[Any]"] = None
+    #: Connections in a row that reached HELLO and were lost before READY/RESUMED.
+    _unsettled = 0
+    #: Fires hello_timeout after a connection opened (see _hello_overdue).
+    _hello_timer: Optional[asyncio.TimerHandle] = None
 
     def __init__(
         self,
@@ -416,10 +435,14 @@ class WebsocketShard:
         self._reconnect_attempt = 0
         self._status = ShardStatus.CONNECTING
         try:
-            await self._open()
+            live = await self._open()
         except BaseException:
             self._status = ShardStatus.CLOSED
             raise
+        if not live:
+            # Lost inside its own handshake (op 7 or a close right after HELLO): connect()
+            # was the pending attempt, so the next one is started here (see _start_reconnect).
+            self._spawn_attempt()
 
     async def close(self) -> None:
         """Close the connection, keeping the session resumable.  No ``close`` event fires."""
@@ -428,6 +451,7 @@ class WebsocketShard:
         self._closing = True
         self._status = ShardStatus.CLOSING
         self._cancel_heartbeat()
+        handshake = self._handshake
         task, self._reconnect_task = self._reconnect_task, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
@@ -435,12 +459,17 @@ class WebsocketShard:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
+        if handshake is not None and not handshake.done():
+            # A handshake in flight ends on its own (picows bounds it by connect_timeout); waiting
+            # for it means no socket outlives close(): its listener closes it once open.
+            await asyncio.wait([handshake], timeout=self.connect_timeout)
         listener = self._listener
         if listener is not None and not listener.disconnected and listener.transport is not None:
-            # Wait for the gateway's answer: closing the socket while events still stream in makes
-            # the kernel reset the connection, and the gateway may never read our close frame.
-            self._leave(listener, "close", close_codes.CLIENT_CLOSE, "closing; the session stays resumable",
-                        handshake=True)
+            if listener.intent is None:
+                # Wait for the gateway's answer: closing the socket while events still stream in makes
+                # the kernel reset the connection, and the gateway may never read our close frame.
+                self._leave(listener, "close", close_codes.CLIENT_CLOSE, "closing; the session stays resumable",
+                            handshake=True)
             try:
                 await asyncio.wait_for(listener.transport.wait_disconnected(), self.close_timeout)
             except Exception:
@@ -534,7 +563,16 @@ class WebsocketShard:
             base = self._gateway.resume_url
         return _gateway_url(base, self.version, self.encoding, self.compression)
 
-    async def _open(self) -> None:
+    async def _open(self) -> bool:
+        """Open a websocket; True when it is live, False when it was lost or abandoned meanwhile.
+
+        Whoever awaits this (connect() or the reconnect task) is the pending
+        attempt until it returns: a connection lost inside its own handshake
+        (picows delivers the frames that came with the 101 before ws_connect()
+        returns, so op 7 or a close right after HELLO lands here) does not start
+        another attempt in _start_reconnect(); the caller sees False and makes
+        the next one.  With True, the live connection owns what comes next.
+        """
         url = self._url()
         self._decoder.reset()
         self._gateway.connection_opened()
@@ -543,20 +581,46 @@ class WebsocketShard:
         listener = _Listener(self)
         self._listener = listener
         self._debug(f"connecting to {url}")
+        # The handshake runs as a task of its own that nobody cancels: cancelling ws_connect()
+        # mid-handshake leaves picows' socket open, unreachable.  An attempt that is cancelled
+        # (close(), a failure) abandons it instead, and the listener closes it once it opens.
+        handshake = asyncio.ensure_future(picows.ws_connect(
+            lambda: listener, url,
+            websocket_handshake_timeout=self.connect_timeout,
+            max_frame_size=self._max_message_size,
+            enable_auto_pong=True,
+        ))
+        handshake.add_done_callback(_retrieve)
+        self._handshake = handshake
         try:
-            await picows.ws_connect(
-                lambda: listener, url,
-                websocket_handshake_timeout=self.connect_timeout,
-                max_frame_size=self._max_message_size,
-                enable_auto_pong=True,
-            )
+            await asyncio.shield(handshake)
+        except asyncio.CancelledError:
+            if listener.intent is None:
+                if listener.transport is not None:  # open already: close it now
+                    self._leave(listener, "close", close_codes.CLIENT_CLOSE, "closing")
+                else:  # still opening: on_ws_connected closes it
+                    listener.intent = "close"
+            raise
         except Exception as exc:
             if self._listener is listener:
                 self._listener = None
             raise ConnectionFailedError(url, exc) from exc
+        finally:
+            if self._handshake is handshake:
+                self._handshake = None
         if self._closing or self._listener is not listener:
-            # close() (or a failure) happened while the handshake was in flight: do not keep the socket.
-            self._leave(listener, "close", close_codes.CLIENT_CLOSE, "closing")
+            # close() or a failure (or the loss of this very connection) came during the handshake.
+            if listener.intent is None:
+                self._leave(listener, "close", close_codes.CLIENT_CLOSE, "closing")
+            return False
+        self._hello_timer = asyncio.get_running_loop().call_later(self.hello_timeout, self._hello_overdue, listener)
+        return True
+
+    def _hello_overdue(self, listener: _Listener) -> None:
+        if listener is self._listener and listener.intent is None and not listener.disconnected \
+                and not self._gateway.hello_received:
+            self._reconnect_now(close_codes.CLIENT_ZOMBIE, f"zombie connection: no HELLO within "
+                                                           f"{self.hello_timeout:g} s")
 
     def _open_transport(self) -> picows.WSTransport:
         listener = self._listener
@@ -590,6 +654,8 @@ class WebsocketShard:
         self._debug(f"reconnecting to resume: {reason}")
         listener = self._listener
         self._cancel_heartbeat()
+        if not self._closing:
+            self._status = ShardStatus.RECONNECTING  # decided now; the next attempt starts once this socket is gone
         if listener is not None and not listener.disconnected:
             self._leave(listener, "reconnect", code, reason)
         else:
@@ -598,6 +664,10 @@ class WebsocketShard:
     def _on_disconnected(self, listener: _Listener) -> None:
         if listener is not self._listener:
             return
+        self._count_unsettled()
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
         self._cancel_heartbeat()
         self._fail_pings(NotConnectedError("the connection closed before the pong arrived"))
         if self._closing or listener.intent == "close":
@@ -612,6 +682,17 @@ class WebsocketShard:
             self._debug(f"connection lost: {decision.reason}")
             self._start_reconnect()
 
+    # The lifecycle invariant.  In every status but CLOSED and CONNECTED exactly one
+    # thing is under way, so the shard can never go silent:
+    #   - a pending attempt: the reconnect task (backing off or opening), or connect()
+    #     awaiting its handshake (self._handshake), or
+    #   - one live connection (self._listener), whose loss reaches _on_disconnected(),
+    #     which starts the next attempt or stops the shard with a ``close`` event.
+    # CLOSED has neither; CONNECTED has the live connection and no attempt.  Only
+    # _start_reconnect() starts an attempt and only when none is pending; an attempt
+    # ends by handing over a live connection (_open() -> True) or by trying again.
+    # _lifecycle_violation() checks this (the tests call it at every loop iteration).
+
     def _start_reconnect(self) -> None:
         """Open a new connection: it resumes when a session exists, identifies otherwise.
 
@@ -624,7 +705,13 @@ class WebsocketShard:
         if self._closing:
             return
         self._status = ShardStatus.RECONNECTING
-        if self._reconnect_task is None or self._reconnect_task.done():
+        if self._handshake is None:
+            self._spawn_attempt()
+        # else: the connection was lost inside the handshake of the pending attempt, which
+        # sees _open() return False and makes the next attempt itself.
+
+    def _spawn_attempt(self) -> None:
+        if not self._closing and self._reconnect_task is None:
             self._reconnect_task = asyncio.ensure_future(self._reconnect_loop())
 
     async def _reconnect_loop(self) -> None:
@@ -638,19 +725,60 @@ class WebsocketShard:
                     if self._closing:
                         return
                 try:
-                    await self._open()
-                    return
+                    if await self._open():
+                        return  # the live connection owns what comes next
                 except ConnectionFailedError as exc:
                     self._debug(f"reconnect attempt {self._reconnect_attempt} failed: {exc}")
         finally:
             if self._reconnect_task is asyncio.current_task():
                 self._reconnect_task = None
 
+    def _count_unsettled(self) -> None:
+        """Backoff bookkeeping when a connection ends: did the gateway answer it?
+
+        Backoff protects a gateway that does not answer (refused, timed out) and
+        spreads shards that fell together.  A connection that got HELLO proves the
+        gateway is up: what ended it (op 7, a reset right after HELLO, a resumable
+        close mid-resume) is a new fault, retried at once like the first one, so
+        fault-to-RESUMED stays one round trip instead of 0.5-1 s of sleep.  Only
+        ``reconnect_unsettled_limit`` such connections in a row are retried at
+        once; then backoff grows again, so a gateway that drops every session
+        before READY/RESUMED is not hammered.
+        """
+        gateway = self._gateway
+        if gateway.established:
+            self._unsettled = 0
+        elif gateway.hello_received:
+            self._unsettled += 1
+            if self._unsettled <= self.reconnect_unsettled_limit:
+                self._reconnect_attempt = 0
+
     def _backoff(self, attempt: int) -> float:
         if attempt == 0:
             return self.reconnect_first_delay
         ceiling: float = min(self.reconnect_max_delay, self.reconnect_base_delay * 2.0 ** (attempt - 1))
         return ceiling * (0.5 + random.random() / 2)  # jitter: shards that fell together spread out
+
+    def _lifecycle_violation(self) -> Optional[str]:
+        """What breaks the lifecycle invariant (see above) right now, or None."""
+        attempt = self._reconnect_task is not None or self._handshake is not None
+        listener = self._listener
+        live = listener is not None and not listener.disconnected
+        status = self._status
+        if status == ShardStatus.CLOSED:
+            if self._reconnect_task is not None or live:
+                return f"CLOSED with {'a reconnect task' if self._reconnect_task else 'a live connection'}"
+        elif status == ShardStatus.CONNECTED:
+            if not live:
+                return "CONNECTED without a live connection"
+        elif status != ShardStatus.CLOSING:
+            if self._closing:
+                return f"{status.name} after close()"
+            if not attempt and not live:
+                return f"{status.name} with no pending attempt and no live connection"
+            if self._reconnect_task is not None and live and self._handshake is None:
+                return f"{status.name} with a reconnect task beside a live connection"
+        return None
 
     def _fail(self, error: ShardError) -> None:
         """Stop for good: status CLOSED, then the ``close`` event and the end of every event stream."""
@@ -834,6 +962,12 @@ def _gateway_url(base: str, version: int, encoding: str, compression: int) -> st
     else:
         query.pop("compress", None)
     return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", urlencode(query), ""))
+
+
+def _retrieve(future: "asyncio.Future[Any]") -> None:
+    """Mark an abandoned handshake's exception as seen (its attempt already reported or left)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _check_int(name: str, value: Any, *, minimum: int) -> None:

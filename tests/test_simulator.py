@@ -174,7 +174,8 @@ async def test_hello_identify_ready_guilds_and_heartbeat(encoding: str, compress
         client = await _open(sim, encoding, compression)
         hello = await client.recv()
         assert hello["op"] == 10 and hello["d"]["heartbeat_interval"] == 50
-        await client.identify(shard=[1, 4])
+        # GUILD_PRESENCES and a threshold above the size: GUILD_CREATE carries every member.
+        await client.identify(shard=[1, 4], intents=513 | 1 << 8, large_threshold=100)
         ready = await client.recv()
         assert (ready["op"], ready["t"], ready["s"]) == (0, "READY", 1)
         d = ready["d"]
@@ -199,7 +200,7 @@ async def test_hello_identify_ready_guilds_and_heartbeat(encoding: str, compress
         assert conn.query["v"] == "10" and conn.path == "/"
         assert [p["op"] for p in conn.received] == [2, 1]
         assert conn.session is session and session.seq == 3 and session.shard == (1, 4)
-        assert session.identify["intents"] == 513 and session.intents == 513
+        assert session.identify["intents"] == 769 and session.intents == 769
         if compression == 1:
             # Large GUILD_CREATEs come zlib-compressed in binary frames, small
             # payloads stay plain: text for JSON, binary ETF.
@@ -628,7 +629,7 @@ async def test_event_rate_streams_generated_dispatches() -> None:
 
 async def test_request_guild_members_answers_with_a_chunk() -> None:
     async with sim_factory() as sim:
-        client, payloads = await _ready(sim)
+        client, payloads = await _ready(sim, intents=513 | 1 << 1)  # the member list needs GUILD_MEMBERS
         guild_id = payloads[0]["d"]["guilds"][0]["id"]
         await client.send({"op": 8, "d": {"guild_id": guild_id, "query": "", "limit": 2, "nonce": "n1"}})
         chunk = await client.recv()

@@ -2,7 +2,10 @@
 
 The suite lives in ``bench/`` next to the package in the repository; it is not
 installed with the wheel, so it is looked up in the checkout this package was
-imported from, then in the current directory.
+imported from, then in the current directory.  ``fastshard bench soak`` runs
+the fault soak (``python -m bench soak``).  A checkout without compiled
+modules (``pip install .`` rather than ``-e``) uses the installed package: see
+``bench/_checkout.py``.
 """
 from __future__ import annotations
 

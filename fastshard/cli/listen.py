@@ -21,7 +21,7 @@ from .output import (JsonlWriter, Stats, disallowed_intents_message, event_line,
 from ..errors import ConnectionFailedError, GatewayCloseError, InvalidSessionError, ShardError
 from ..intents import intent_names
 
-__all__ = ["run_listen", "Display", "explain_failure"]
+__all__ = ["run_listen", "Display", "explain_failure", "install_stop_signals"]
 
 EXIT_OK, EXIT_FAILURE = 0, 1
 TICK = 0.25          # screen redraw period: a live line without flooding the terminal
@@ -128,6 +128,34 @@ def explain_failure(exc: BaseException, *, intents: int, resuming: bool) -> str:
     if isinstance(exc, ShardError):
         return _without_api_advice(str(exc)) + "; run the command again."
     return f"{type(exc).__name__}: {exc}"
+
+
+def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
+    """Ctrl-C and SIGTERM set ``stop`` once; a second one interrupts for real (exit 130).
+
+    Returns the function that removes the handlers.
+    """
+    loop = asyncio.get_running_loop()
+    installed: list[int] = []
+
+    def first_signal(signum: int) -> None:
+        stop.set()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+    for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
+        if sig is None:
+            continue
+        try:
+            loop.add_signal_handler(sig, first_signal, sig)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # Windows: fall back to a plain handler
+            signal.signal(sig, lambda s, f: loop.call_soon_threadsafe(stop.set))
+
+    def remove() -> None:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    return remove
 
 
 class Listener:
@@ -239,28 +267,7 @@ class Listener:
 
     # -- the run ---------------------------------------------------------------
     def _install_signals(self) -> Callable[[], None]:
-        loop = asyncio.get_running_loop()
-        installed: list[int] = []
-
-        def first_signal(signum: int) -> None:
-            self.stop.set()
-            # A second Ctrl-C while closing interrupts for real (exit 130).
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-
-        for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
-            if sig is None:
-                continue
-            try:
-                loop.add_signal_handler(sig, first_signal, sig)
-                installed.append(sig)
-            except (NotImplementedError, RuntimeError):  # Windows: fall back to a plain handler
-                signal.signal(sig, lambda s, f: loop.call_soon_threadsafe(self.stop.set))
-
-        def remove() -> None:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-        return remove
+        return install_stop_signals(self.stop)
 
     async def _ticker(self) -> None:
         loop = asyncio.get_running_loop()

@@ -132,6 +132,17 @@ def parse_event_names(text: str) -> frozenset[str]:
     return frozenset(names)
 
 
+def _shard_ids(text: str) -> list[int] | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    from ..sharding import parse_shard_ids
+
+    try:
+        return parse_shard_ids(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (expected auto, or ids such as 0-15 or 0-3,8)") from None
+
+
 def _gateway_url(text: str) -> str:
     if not re.match(r"^(wss?)://[^/\s]+", text):
         raise argparse.ArgumentTypeError(f"expected a websocket URL such as wss://gateway.discord.gg "
@@ -183,6 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
     conn.add_argument("--shard", type=parse_shard, default=None, metavar="ID/TOTAL",
                       help="which shard to connect (default: 0 of the count Discord recommends; 0/1 otherwise)")
     conn.add_argument("--encoding", choices=("json", "etf"), default="json", help="gateway encoding (default: json)")
+    many = listen.add_argument_group("many shards (a ShardManager)")
+    many.add_argument("--shards", type=_shard_ids, default=None, metavar="auto|IDS",
+                      help="run a ShardManager: 'auto' for every shard Discord recommends, or ids such as "
+                           "0-15 or 0-3,8; shows a live table of shards")
+    many.add_argument("--shard-count", type=_positive_int, default=None, metavar="N",
+                      help="with --shards: the total shard count (default: what GET /gateway/bot recommends)")
+    many.add_argument("--max-concurrency", type=_positive_int, default=None, metavar="M",
+                      help="with --shards: IDENTIFYs allowed per 5 s (default: from GET /gateway/bot)")
+    many.add_argument("--sessions", default=None, metavar="FILE.json",
+                      help="with --shards: resume the sessions stored in this file and save them there on "
+                           "Ctrl-C, so the next run resumes instead of identifying")
     conn.add_argument("--compression", type=int, choices=(0, 1, 2, 3), default=0,
                       help="0 none, 1 payload zlib, 2 zlib-stream, 3 zstd-stream (default: 0)")
     conn.add_argument("--resume", type=parse_resume, default=None, metavar="SESSION:SEQ",
@@ -202,12 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     # Testing hook: make the in-process simulator drop the TCP connection once,
     # after N events, so the resume path can be exercised end to end.
     sim.add_argument("--simulate-drop-after", type=_positive_int, default=None, help=argparse.SUPPRESS)
+    # Testing hook: the simulator's identify interval for --shards (Discord's is 5 s).
+    sim.add_argument("--sim-identify-interval", type=_positive_float, default=5.0, help=argparse.SUPPRESS)
 
     simulate = commands.add_parser(
         "simulate", help="run the gateway simulator alone, for your own bot",
         description="Run the Discord gateway simulator until Ctrl-C, so a bot can connect to it.\n"
                     "The first line printed is its ws:// URL: point the bot's gateway URL there\n"
-                    "(with fastshard: WebsocketShard(url=...) or `fastshard listen --url ...`).",
+                    "(with fastshard: WebsocketShard(url=...) or `fastshard listen --url ...`).\n"
+                    "The second is its REST base (http://.../api/v10), serving GET /gateway/bot.",
         epilog=_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     simulate.set_defaults(subparser=simulate)
     simulate.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -220,6 +245,21 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--allowed-intents", type=_intents, default=None, metavar="INTENTS",
                           help="privileged intents enabled for the simulated app; asking for another "
                                "privileged intent is closed with 4014 (default: all enabled)")
+    shard = simulate.add_argument_group(
+        "sharding (given --shards or --max-concurrency, Discord's session start rules are enforced)")
+    shard.add_argument("--shards", type=_positive_int, default=None, metavar="N",
+                       help="the shard count GET /gateway/bot recommends; the bot is then in N x --guilds "
+                            "guilds, routed by (guild_id >> 22) %% num_shards (default: unsharded)")
+    shard.add_argument("--max-concurrency", type=_positive_int, default=None, metavar="M",
+                       help="IDENTIFYs allowed per --identify-interval per rate limit key "
+                            "(shard_id %% M); faster ones get op 9 (default: 1)")
+    shard.add_argument("--identify-interval", type=_non_negative_float, default=5.0, metavar="SECONDS",
+                       help="seconds between two IDENTIFYs of one rate limit key (default: 5, like Discord)")
+    shard.add_argument("--session-start-limit", type=_non_negative_int, default=1000, metavar="N",
+                       help="IDENTIFYs allowed per 24 hours; one more ends every session and resets the "
+                            "token (default: 1000)")
+    shard.add_argument("--max-guilds-per-shard", type=_positive_int, default=2500, metavar="N",
+                       help="a shard that would hold more guilds is closed 4011 (default: 2500)")
 
     bench = commands.add_parser(
         "bench", help="run the benchmark suite (python -m bench)",
@@ -254,6 +294,19 @@ def _check_listen(args: argparse.Namespace) -> None:
                      "printed in the summary) or a token")
     if args.simulate_drop_after is not None and not simulated:
         listen.error("--simulate-drop-after only works with the built-in simulator (no token, no --url)")
+    if args.shards is None:
+        for option in ("shard_count", "max_concurrency", "sessions"):
+            if getattr(args, option) is not None:
+                listen.error(f"--{option.replace('_', '-')} goes with --shards")
+    else:
+        if args.shard is not None or args.resume is not None:
+            listen.error("--shards runs many shards: use --sessions FILE instead of --shard/--resume")
+        if args.simulate_drop_after is not None:
+            listen.error("--simulate-drop-after works with one shard, not with --shards")
+        args.shard_ids = None if args.shards == "auto" else args.shards
+        if args.shard_ids is not None and args.shard_count is not None and max(args.shard_ids) >= args.shard_count:
+            listen.error(f"--shards holds {max(args.shard_ids)}, but ids must be below --shard-count "
+                         f"({args.shard_count})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -269,6 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "listen":
             _check_listen(args)
+            if args.shards is not None:
+                from .listen_many import run_listen_many
+
+                return run_listen_many(args)
             from .listen import run_listen
 
             return run_listen(args)

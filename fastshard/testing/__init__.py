@@ -12,12 +12,22 @@ per 60 s limit, and scriptable faults::
         await shard.connect()
         conn = await sim.wait_connection(0)
         await conn.wait_for_op(2)               # the client identified
-        await conn.dispatch("MESSAGE_CREATE", TrafficGenerator(1).message_create())
+        await conn.dispatch("MESSAGE_CREATE", conn.traffic.message_create())
         conn.ack_heartbeats = False             # make it a zombie connection
         await conn.drop()                       # or lose the network
 
-``TrafficGenerator`` produces realistic dispatches deterministically from a
-seed; ``MessagePacker`` and ``encode_payload`` turn payloads into the exact
+One simulator serves every shard of a bot: with ``shards=N,
+max_concurrency=M, identify_interval=...`` it routes guilds by
+``(guild_id >> 22) % num_shards``, answers an IDENTIFY that is too fast for
+its bucket (``shard_id % M``) with op 9 (counted in ``identify_violations``),
+closes 4010/4011, spends ``session_start_limit`` and serves
+``GET {sim.api_url}/gateway/bot`` with Discord's fields.
+
+Every simulator holds one ``World`` (guilds, channels, roles, members with
+the bot among them, messages, voice states); the dispatches it sends, and
+those ``conn.traffic`` makes, are about that world and honour the session's
+intents.  ``TrafficGenerator`` produces realistic dispatches deterministically
+from a seed; ``MessagePacker`` and ``encode_payload`` turn payloads into the exact
 websocket messages for an encoding and compression, for pre-encoded streams.
 """
 from __future__ import annotations
@@ -29,6 +39,7 @@ from .protocol import Close, Op
 from .server import GatewaySimulator
 from .session import SimSession
 from .traffic import TrafficGenerator
+from .world import World
 
-__all__ = ["GatewaySimulator", "SimConnection", "SimSession", "TrafficGenerator", "MessagePacker",
+__all__ = ["GatewaySimulator", "SimConnection", "SimSession", "TrafficGenerator", "World", "MessagePacker",
            "WireMessage", "encode_payload", "encode_stream", "decode_client_payload", "snowflakes_to_int", "Close", "Op"]

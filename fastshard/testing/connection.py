@@ -14,14 +14,17 @@ from urllib.parse import parse_qsl, urlsplit
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from . import commands
 from .compression import COMPRESSION_NAMES, MessagePacker, WireMessage, split_bytes
 from .encoding import ENCODINGS, ClientDecodeError, decode_client_payload, encode_payload
 from .protocol import (ALL_INTENTS, API_VERSION, CLIENT_OPS, CLOSE_REASONS, PRIVILEGED_INTENTS,
                        Close, Op)
+from .intents_filter import apply_intents
 from .session import SimSession
 
 if TYPE_CHECKING:
     from .server import GatewaySimulator
+    from .traffic import TrafficGenerator
 
 __all__ = ["SimConnection"]
 
@@ -181,6 +184,32 @@ class SimConnection:
             pass  # buffered in the session: a RESUME will replay it
         return int(payload["s"])
 
+    @property
+    def traffic(self) -> TrafficGenerator:
+        """The session's generator: events about the world this client was shown.
+
+        ``await conn.dispatch("MESSAGE_CREATE", conn.traffic.message_create())``
+        posts a message in one of the session's channels by one of its members.
+        """
+        if self.session is None:
+            raise RuntimeError(f"connection #{self.index} has no session yet (no IDENTIFY/RESUME)")
+        return self.sim.traffic_for(self.session)
+
+    async def dispatch_world(self, t: str, d: Any) -> int | None:
+        """A dispatch about the world, as the session's intents let it through (None: filtered out).
+
+        :meth:`dispatch` sends exactly what it is given; this one drops events
+        the client did not subscribe to and empties message content without
+        MESSAGE_CONTENT, as Discord does.
+        """
+        session = self.session
+        if session is None:
+            raise RuntimeError(f"connection #{self.index} has no session yet (no IDENTIFY/RESUME)")
+        seen = apply_intents(t, d, session.intents, self.sim.world.bot_user["id"])
+        if seen is None:
+            return None
+        return await session.dispatch(t, seen)
+
     async def reconnect(self) -> None:
         """Op 7: ask the client to reconnect and resume."""
         await self.send_payload({"op": Op.RECONNECT, "d": None, "s": None, "t": None})
@@ -339,9 +368,8 @@ class SimConnection:
             await self._on_resume(payload.get("d"))
         elif self.session is None:
             await self._close_with(Close.NOT_AUTHENTICATED, f"op {op} before IDENTIFY")
-        elif op == Op.REQUEST_GUILD_MEMBERS:
-            await self._on_request_members(payload.get("d"))
-        # Presence (3), voice state (4) and soundboard (31) are recorded only.
+        else:
+            await self._on_command(op, payload.get("d"))
 
     async def _on_heartbeat(self, payload: dict[str, Any]) -> None:
         d = payload.get("d")
@@ -371,14 +399,19 @@ class SimConnection:
         if not self._token_ok(d.get("token")):
             await self._close_with(Close.AUTHENTICATION_FAILED)
             return
+        # Every IDENTIFY of the app spends a session start, refused ones too
+        # (a wrong token is no app's, so it spent nothing above).
+        if not self.sim.spend_session_start():
+            await self.sim.exhaust_session_starts()
+            return
         shard = d.get("shard", [0, 1])
         if not (isinstance(shard, list) and len(shard) == 2 and all(type(x) is int for x in shard)
                 and 0 <= shard[0] < shard[1]):
             await self._close_with(Close.INVALID_SHARD, f"shard {shard!r}")
             return
-        required = self.sim.required_shards
-        if required is not None and shard[1] < required:
-            await self._close_with(Close.SHARDING_REQUIRED, f"{shard[1]} shards, {required} required")
+        too_few = self.sim.sharding_required(shard[1])
+        if too_few is not None:
+            await self._close_with(Close.SHARDING_REQUIRED, too_few)
             return
         intents: int = d["intents"]
         if intents < 0 or intents & ~ALL_INTENTS:
@@ -387,6 +420,11 @@ class SimConnection:
         allowed = self.sim.allowed_intents
         if allowed is not None and intents & PRIVILEGED_INTENTS & ~allowed:
             await self._close_with(Close.DISALLOWED_INTENTS, f"intents {intents}")
+            return
+        if not self.sim.judge_identify(shard[0], shard[1]):
+            # Judged last, so only an IDENTIFY that would start a session
+            # uses its bucket.  Too fast: Discord answers op 9, not a close.
+            await self.send_payload({"op": Op.INVALID_SESSION, "d": False, "s": None, "t": None})
             return
         if d.get("compress") is True:
             self.packer.enable_payload_compression()
@@ -446,16 +484,30 @@ class SimConnection:
         await session.dispatch("RESUMED", {"_trace": ['["gateway-sim",{"micros":0.0}]']})
         self._start_stream()
 
-    async def _on_request_members(self, d: Any) -> None:
-        if not isinstance(d, dict):
-            await self._close_with(Close.DECODE_ERROR, "REQUEST_GUILD_MEMBERS needs d")
-            return
+    async def _on_command(self, op: int, d: Any) -> None:
+        """Ops 3, 4, 8, 31 and 43, answered as Discord answers them (see :mod:`.commands`)."""
         session = self.session
         assert session is not None
-        guild_id = str(d.get("guild_id"))
-        limit = d.get("limit") if type(d.get("limit")) is int else 0
-        chunk = self.sim._members_chunk(session, guild_id, limit or 10, d.get("nonce"))
-        await session.dispatch("GUILD_MEMBERS_CHUNK", chunk)
+        gen = self.sim.traffic_for(session)
+        try:
+            if op == Op.REQUEST_GUILD_MEMBERS:
+                answers = commands.request_guild_members(gen, session.intents, d, self.sim.members_rate_limit,
+                                                         asyncio.get_running_loop().time())
+            elif op == Op.VOICE_STATE_UPDATE:
+                answers = commands.update_voice_state(gen, session.session_id, d)
+            elif op == Op.PRESENCE_UPDATE:
+                answers = commands.update_presence(gen, d)
+            elif op == Op.REQUEST_SOUNDBOARD_SOUNDS:
+                answers = commands.request_soundboard_sounds(gen, d)
+            else:
+                answers = commands.request_channel_info(gen, d)
+        except commands.BadCommand as exc:
+            await self._close_with(Close.DECODE_ERROR, str(exc))
+            return
+        if not answers:
+            self.sim._log(f"#{self.index} op {op}: nothing to answer")
+        for t, answer in answers:
+            await self.dispatch_world(t, answer)
 
     # -- generated traffic ---------------------------------------------------
     def _start_stream(self) -> None:
@@ -481,9 +533,14 @@ class SimConnection:
             due = min(int((now - next_at) / period) + 1, 1000)
             if limit is not None:
                 due = min(due, limit - sent)
-            for t, d in traffic.steady_stream(due):
-                if session.connection is not self or session.invalidated:
-                    return  # resumed elsewhere or replaced by a new IDENTIFY
-                await session.dispatch(t, d)
+            if session.connection is not self or session.invalidated:
+                return  # resumed elsewhere or replaced by a new IDENTIFY
+            events = traffic.steady_stream(due, session.intents)
+            if not events:
+                return  # nothing these intents can receive
+            # Dispatched through the session even if it moves to another
+            # connection meanwhile: the world already changed, so the client must hear it.
+            for t, d in events:
+                await self.dispatch_world(t, d)
             sent += due
             next_at += due * period

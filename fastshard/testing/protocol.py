@@ -22,10 +22,11 @@ class Op(IntEnum):
     HELLO = 10
     HEARTBEAT_ACK = 11
     REQUEST_SOUNDBOARD_SOUNDS = 31
+    REQUEST_CHANNEL_INFO = 43
 
 
 # What a client may send; anything else is close 4001.
-CLIENT_OPS = frozenset({1, 2, 3, 4, 6, 8, 31})
+CLIENT_OPS = frozenset({1, 2, 3, 4, 6, 8, 31, 43})
 
 
 class Close(IntEnum):
