@@ -5,23 +5,26 @@ Fills the decoder interface documented in :mod:`fastshard.codec`;
 :class:`fastshard.codec.PyMessageDecoder` is its plain-Python reference and
 the differential tests hold the two to the same results.
 
-Events named in ``disabled_events`` are recognised from the raw decompressed
-bytes: the top-level ``op``, ``t`` and ``s`` are peeked (for any key order,
-skipping other values structurally, so a ``"t"`` nested in ``d`` is never
-mistaken for the top-level one) and the payload is dropped without building
-``d``.  Whenever the peek is unsure (escapes in a key, an unusual value type,
-a compressed ETF term) the payload is decoded in full and filtered after.
-A dropped payload is not validated past its ``op``/``t``/``s``.
+Events named in ``disabled_events`` (and, with ``raw_dispatches=True``, every
+dispatch but READY/RESUMED) are recognised from the raw decompressed bytes:
+the top-level ``op``, ``t`` and ``s`` are peeked (for any key order, skipping
+other values structurally, so a ``"t"`` nested in ``d`` is never mistaken for
+the top-level one; a duplicated key counts by its last occurrence, as in
+orjson and the ETF map decode) and ``d`` is never built.  Whenever the peek
+is unsure (escapes in a key, an unusual value type, trailing bytes) the
+payload is decoded in full and handled from the result.  A dropped or raw
+payload is not validated past its structure and its ``op``/``t``/``s``.
 """
 cimport cython
 from cpython.buffer cimport PyBUF_READ, PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.pycapsule cimport PyCapsule_CheckExact, PyCapsule_GetName, PyCapsule_GetPointer
-from libc.string cimport memcmp
+from libc.string cimport memchr, memcmp
 from picows.picows cimport WSFrame, WSMsgType
 
 from ._inflate cimport ByteBuffer, ZlibPayloadInflater, ZlibStreamInflater, ZstdStreamInflater
+from ._readbuf cimport ReadBufferTrimmer
 
 import orjson
 
@@ -64,16 +67,6 @@ cdef enum:
     _HAVE_OP = 4
     _HAVE_ALL = 7
 
-cdef struct Peek:
-    int found           # _HAVE_* bits
-    long long op
-    bint s_null
-    long long s
-    bint t_is_str       # False for null / true / false
-    const unsigned char* t_ptr
-    Py_ssize_t t_len
-
-
 cdef inline Py_ssize_t _json_ws(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
     while i < n and (p[i] == 0x20 or p[i] == 0x0A or p[i] == 0x0D or p[i] == 0x09):
         i += 1
@@ -82,14 +75,22 @@ cdef inline Py_ssize_t _json_ws(const unsigned char* p, Py_ssize_t i, Py_ssize_t
 
 cdef inline Py_ssize_t _json_skip_string(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
     # p[i] is the opening quote; returns the index after the closing one, -1 if none.
+    # memchr (vectorised) to each quote; an odd run of backslashes before it
+    # means an escaped quote.  Measured 2026-12-01 against a byte loop and a
+    # byte loop for the first 16 bytes: the fastest on simulator traffic.
+    cdef const unsigned char* q
+    cdef Py_ssize_t j
     i += 1
     while i < n:
-        if p[i] == 0x5C:        # backslash: the next byte is escaped
-            i += 2
-        elif p[i] == 0x22:
-            return i + 1
-        else:
-            i += 1
+        q = <const unsigned char*>memchr(p + i, 0x22, <size_t>(n - i))
+        if q == NULL:
+            return -1
+        j = q - p
+        i = j + 1
+        while p[j - 1] == 0x5C:     # stops at the opening quote at the latest
+            j -= 1
+        if ((i - 1 - j) & 1) == 0:
+            return i
     return -1
 
 
@@ -126,13 +127,15 @@ cdef Py_ssize_t _json_skip_value(const unsigned char* p, Py_ssize_t i, Py_ssize_
 
 cdef inline Py_ssize_t _json_int(const unsigned char* p, Py_ssize_t i, Py_ssize_t n,
                                  long long* value) noexcept:
-    # An integer of at most 18 digits (no fraction/exponent), else -1.
+    # A JSON integer of at most 18 digits (no fraction/exponent, no leading zero), else -1.
     cdef bint neg = False
     cdef long long v = 0
     cdef int digits = 0
     if i < n and p[i] == 0x2D:
         neg = True
         i += 1
+    if i + 1 < n and p[i] == 0x30 and 0x30 <= p[i + 1] <= 0x39:
+        return -1                   # 05 is not JSON: orjson would refuse it
     while i < n and 0x30 <= p[i] <= 0x39:
         v = v * 10 + (p[i] - 0x30)
         digits += 1
@@ -152,17 +155,41 @@ cdef inline bint _json_is_literal(const unsigned char* p, Py_ssize_t i, Py_ssize
     return n - i >= size and memcmp(p + i, lit, <size_t>size) == 0
 
 
-cdef bint _json_peek(const unsigned char* p, Py_ssize_t n, Peek* out) noexcept:
-    """Read the top-level op/t/s of a JSON object; False when unsure."""
+cdef bint _json_peek(const unsigned char* p, Py_ssize_t n, Peek* out, bint whole) noexcept:
+    """Read the top-level op/t/s of a JSON object; False when unsure.
+
+    Not ``whole``: stops once op, t and s are all seen (``out.complete`` stays
+    False, ``out.pos`` says where to go on).  ``whole`` (or called again after
+    such a stop): walks the object to its end, so a key given twice reads as
+    its last occurrence (what orjson builds) and trailing bytes make it unsure.
+    Start with ``out.pos = 0``.
+    """
     cdef Py_ssize_t i, key, klen, end
-    out.found = 0
-    i = _json_ws(p, 0, n)
-    if i >= n or p[i] != 0x7B:
-        return False
-    i = _json_ws(p, i + 1, n)
-    if i < n and p[i] == 0x7D:
-        return True
+    cdef bint after_value = out.pos != 0
+    i = out.pos
+    if not after_value:
+        out.found = 0
+        out.complete = False
+        i = _json_ws(p, 0, n)
+        if i >= n or p[i] != 0x7B:
+            return False
+        i = _json_ws(p, i + 1, n)
+        if i < n and p[i] == 0x7D:
+            out.complete = True
+            return _json_ws(p, i + 1, n) == n
     while True:
+        if after_value:
+            i = _json_ws(p, i, n)
+            if i >= n:
+                return False
+            if p[i] == 0x7D:
+                # The whole object was read: missing keys are absent.
+                out.complete = True
+                return _json_ws(p, i + 1, n) == n
+            if p[i] != 0x2C:
+                return False
+            i = _json_ws(p, i + 1, n)
+        after_value = True
         if i >= n or p[i] != 0x22:
             return False
         key = i + 1
@@ -181,8 +208,8 @@ cdef bint _json_peek(const unsigned char* p, Py_ssize_t n, Peek* out) noexcept:
             if p[i] == 0x22:
                 end = i + 1
                 while end < n and p[end] != 0x22:
-                    if p[end] == 0x5C:
-                        return False
+                    if p[end] == 0x5C or p[end] < 0x20:
+                        return False    # escapes / control characters: orjson decides
                     end += 1
                 if end >= n:
                     return False
@@ -215,16 +242,9 @@ cdef bint _json_peek(const unsigned char* p, Py_ssize_t n, Peek* out) noexcept:
             i = _json_skip_value(p, i, n)
             if i < 0:
                 return False
-        if out.found == _HAVE_ALL:
+        if not whole and out.found == _HAVE_ALL:
+            out.pos = i
             return True
-        i = _json_ws(p, i, n)
-        if i >= n:
-            return False
-        if p[i] == 0x7D:
-            return True     # the whole object was read: missing keys are absent
-        if p[i] != 0x2C:
-            return False
-        i = _json_ws(p, i + 1, n)
 
 
 cdef inline unsigned long long _be(const unsigned char* p, int size) noexcept:
@@ -303,8 +323,11 @@ cdef Py_ssize_t _etf_skip_term(const unsigned char* p, Py_ssize_t i, Py_ssize_t 
 
 
 cdef inline Py_ssize_t _etf_text(const unsigned char* p, Py_ssize_t i, Py_ssize_t n,
-                                 const unsigned char** text, Py_ssize_t* size, bint* is_atom) noexcept:
-    """An atom or binary at p[i]: its bytes; returns the index after it, or -1."""
+                                 const unsigned char** text, Py_ssize_t* size, int* kind) noexcept:
+    """An atom or binary at p[i]: its bytes; returns the index after it, or -1.
+
+    ``kind``: 0 binary, 1 UTF-8 atom, 2 Latin-1 atom (ATOM_EXT, SMALL_ATOM_EXT).
+    """
     cdef unsigned char tag
     cdef Py_ssize_t length, head
     if i >= n:
@@ -325,7 +348,7 @@ cdef inline Py_ssize_t _etf_text(const unsigned char* p, Py_ssize_t i, Py_ssize_
         return -1
     text[0] = p + i + 1 + head
     size[0] = length
-    is_atom[0] = tag != 109
+    kind[0] = 0 if tag == 109 else (2 if tag == 115 or tag == 100 else 1)
     return i + 1 + head + length
 
 
@@ -344,39 +367,56 @@ cdef inline bint _is_atom(const unsigned char* text, Py_ssize_t size, const char
     return size == name_size and memcmp(text, name, <size_t>size) == 0
 
 
-cdef bint _etf_peek(const unsigned char* p, Py_ssize_t n, Peek* out) noexcept:
-    """Read the top-level op/t/s of an ETF map; False when unsure."""
-    cdef Py_ssize_t i, end
-    cdef unsigned long long arity, k
+cdef bint _etf_peek(const unsigned char* p, Py_ssize_t n, Peek* out, bint whole) noexcept:
+    """Read the top-level op/t/s of an ETF map; False when unsure.
+
+    ``whole`` and ``out.pos`` as in :func:`_json_peek`: walking every entry,
+    a key given twice reads as its last occurrence (what the map decode
+    builds) and trailing bytes make it unsure.
+    """
+    cdef Py_ssize_t i, end, k
+    cdef unsigned long long arity
     cdef const unsigned char* key
     cdef Py_ssize_t klen
     cdef const unsigned char* text
     cdef Py_ssize_t tlen
-    cdef bint atom
-    out.found = 0
-    if n < 6 or p[0] != 131 or p[1] != 116:
-        return False                    # not a plain map (e.g. a compressed term)
-    arity = _be(p + 2, 4)
-    i = 6
-    for k in range(arity):
-        i = _etf_text(p, i, n, &key, &klen, &atom)
+    cdef int kind
+    if out.pos == 0:
+        out.found = 0
+        out.complete = False
+        if n < 6 or p[0] != 131 or p[1] != 116:
+            return False                # not a plain map
+        arity = _be(p + 2, 4)
+        if arity > <unsigned long long>(n - 6):
+            return False                # every entry takes at least two bytes
+        out.left = arity
+        i = 6
+    else:
+        i = out.pos
+    while out.left:
+        out.left -= 1
+        i = _etf_text(p, i, n, &key, &klen, &kind)
         if i < 0:
             return False
         if klen == 1 and key[0] == 0x74:                # t
-            i = _etf_text(p, i, n, &text, &tlen, &atom)
+            i = _etf_text(p, i, n, &text, &tlen, &kind)
             if i < 0:
                 return False
-            if atom and (_is_atom(text, tlen, b"nil", 3) or _is_atom(text, tlen, b"true", 4)
+            if kind and (_is_atom(text, tlen, b"nil", 3) or _is_atom(text, tlen, b"true", 4)
                          or _is_atom(text, tlen, b"false", 5)):
                 out.t_is_str = False
             else:
+                if kind == 2:
+                    for k in range(tlen):
+                        if text[k] >= 0x80:
+                            return False    # Latin-1, not UTF-8: the full decode reads it
                 out.t_is_str = True
                 out.t_ptr = text
                 out.t_len = tlen
             out.found |= _HAVE_T
         elif klen == 1 and key[0] == 0x73:              # s
-            end = _etf_text(p, i, n, &text, &tlen, &atom)
-            if end >= 0 and atom and _is_atom(text, tlen, b"nil", 3):
+            end = _etf_text(p, i, n, &text, &tlen, &kind)
+            if end >= 0 and kind and _is_atom(text, tlen, b"nil", 3):
                 out.s_null = True
                 i = end
             else:
@@ -394,9 +434,11 @@ cdef bint _etf_peek(const unsigned char* p, Py_ssize_t n, Peek* out) noexcept:
             i = _etf_skip_term(p, i, n)
             if i < 0:
                 return False
-        if out.found == _HAVE_ALL:
+        if not whole and out.found == _HAVE_ALL and out.left:
+            out.pos = i
             return True
-    return True
+    out.complete = True
+    return i == n
 
 
 def peek(data, str encoding="json"):
@@ -409,10 +451,11 @@ def peek(data, str encoding="json"):
     cdef bint ok
     PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE)
     try:
+        pk.pos = 0
         if encoding == "etf":
-            ok = _etf_peek(<const unsigned char*>buf.buf, buf.len, &pk)
+            ok = _etf_peek(<const unsigned char*>buf.buf, buf.len, &pk, True)
         else:
-            ok = _json_peek(<const unsigned char*>buf.buf, buf.len, &pk)
+            ok = _json_peek(<const unsigned char*>buf.buf, buf.len, &pk, True)
         if not ok:
             return None
         op = pk.op if pk.found & _HAVE_OP else None
@@ -424,6 +467,12 @@ def peek(data, str encoding="json"):
 
 
 # -- the decoder --------------------------------------------------------------
+
+cdef str _bad_dispatch(object t, object s):
+    if type(t) is not str:
+        return f"dispatch (op 0) whose t is {type(t).__name__}, not the event name"
+    return f"dispatch (op 0) whose s is {type(s).__name__}, not the sequence number"
+
 
 cdef object _load_etf_c_api(object module, etf_decode_fn* fn):
     """Fetch _etf.decode_buffer's C pointer, if its signature is the expected one."""
@@ -442,10 +491,20 @@ cdef object _load_etf_c_api(object module, etf_decode_fn* fn):
 
 @cython.final
 cdef class MessageDecoder:
-    """Inflate + decode + sequence tracking for one shard (see :mod:`fastshard.codec`)."""
+    """Inflate + decode + sequence tracking for one shard (see :mod:`fastshard.codec`).
+
+    With ``raw_dispatches=True``, an op 0 dispatch other than READY and
+    RESUMED is returned as a plain tuple ``(t: str, s: int, raw: bytes)``:
+    ``raw`` is the whole gateway message after inflation (JSON text, or the
+    ETF term starting with 131; a compressed ETF term is given inflated) and
+    ``d`` is never decoded, only the top-level ``op``/``t``/``s`` are read (as
+    strictly as a full decode reads them).  The sequence is tracked and
+    ``disabled_events`` still drop; every other payload is a ``dict`` as usual.
+    """
 
     def __init__(self, str encoding="json", int compression=0, *, bint big_ints_as_str=True,
-                 Py_ssize_t max_message_size=DEFAULT_MAX_MESSAGE_SIZE, disabled_events=()):
+                 Py_ssize_t max_message_size=DEFAULT_MAX_MESSAGE_SIZE, disabled_events=(),
+                 bint raw_dispatches=False):
         if encoding not in ("json", "etf"):
             raise ValueError(f"encoding must be 'json' or 'etf', not {encoding!r}")
         if compression not in (0, 1, 2, 3):
@@ -460,6 +519,8 @@ cdef class MessageDecoder:
         self.max_message_size = max_message_size
         self.disabled_events = frozenset(disabled_events)
         self._has_disabled = len(self.disabled_events) > 0
+        self.raw_dispatches = raw_dispatches
+        self._peeks = self._has_disabled or raw_dispatches
         self._sequence = None
         self.wire_bytes = 0
         self.raw_bytes = 0
@@ -471,6 +532,7 @@ cdef class MessageDecoder:
             from . import _etf   # lazily: JSON users never load the ETF codec
             if not _load_etf_c_api(_etf, &self._etf_decode_c):
                 self._etf_decode_py = _etf.decode
+            self._etf_inflate = _etf.inflate_term
         self._fragments = ByteBuffer()
         self.reset()
 
@@ -479,9 +541,14 @@ cdef class MessageDecoder:
         self._fragments.clear()
         self._in_fragment = False
         self._fragment_binary = False
+        self.read_buffer_trimmer = None
         self._zlib = ZlibStreamInflater(self.max_message_size) if self.compression == 2 else None
         self._zstd = ZstdStreamInflater(self.max_message_size) if self.compression == 3 else None
         self._payload_zlib = ZlibPayloadInflater(self.max_message_size) if self.compression == 1 else None
+
+    def watch_read_buffer(self, transport) -> None:
+        """Give this connection's picows read buffer back after large frames (see fastshard._readbuf)."""
+        self.read_buffer_trimmer = ReadBufferTrimmer(transport)
 
     @property
     def sequence(self):
@@ -501,6 +568,8 @@ cdef class MessageDecoder:
         cdef const unsigned char* p = <const unsigned char*>frame.payload_ptr
         cdef Py_ssize_t n = frame.payload_size
         cdef ByteBuffer frags = self._fragments
+        if frame.last_in_buffer and self.read_buffer_trimmer is not None:
+            self.read_buffer_trimmer.after_read()
         if msg_type == WSMsgType.CONTINUATION:
             if not self._in_fragment:
                 raise DecodeError("a continuation frame arrived with no fragmented message to continue")
@@ -586,36 +655,64 @@ cdef class MessageDecoder:
     cdef object _finish(self, object raw, const unsigned char* p, Py_ssize_t n):
         cdef Peek pk
         cdef bint sure
-        cdef object payload, s, t
-        if self._is_etf and n >= 6 and p[1] == 80:
-            # A compressed ETF term (payload compression): count what it inflates
-            # to, as for every other compression (the ETF decoder checks the size).
-            self.raw_bytes += 1 + <long long>_be(p + 2, 4)
-        else:
-            self.raw_bytes += n
-        if self._has_disabled:
-            sure = _etf_peek(p, n, &pk) if self._is_etf else _json_peek(p, n, &pk)
-            if (sure and (pk.found & _HAVE_OP) and pk.op == 0 and (pk.found & _HAVE_T)
-                    and pk.t_is_str):
-                try:
-                    t = (<const char*>pk.t_ptr)[:pk.t_len].decode("utf-8")
-                except UnicodeDecodeError:
-                    t = None    # orjson/ETF will report it
-                if t is not None and t in self.disabled_events:
-                    if (pk.found & _HAVE_S) and not pk.s_null:
-                        self._track(pk.s)
+        cdef object payload, s, t, op, term
+        if self._is_etf and n >= 2 and p[1] == 80:
+            # A compressed ETF term (payload compression): inflated here, within
+            # max_message_size, so the peek, the raw tuple and the decode all
+            # see the plain term.
+            term = self._etf_inflate(raw, self.max_message_size)
+            raw = term
+            p = <const unsigned char*>PyBytes_AS_STRING(term)
+            n = PyBytes_GET_SIZE(term)
+        self.raw_bytes += n
+        if self._peeks:
+            # First up to op/t/s only: a payload that will be decoded anyway
+            # needs no more (the decode reads the last of duplicated keys).
+            # Dropped or raw, it is walked to its end first (the peek must
+            # read the same t and s as a decode would).
+            pk.pos = 0
+            t = self._peeked_dispatch(p, n, &pk, False)
+            if t is not None and not pk.complete:
+                t = self._peeked_dispatch(p, n, &pk, True)
+            if t is not None:
+                if self._has_disabled and t in self.disabled_events:
+                    self._track(pk.s)
                     return None
+                if self.raw_dispatches and t != "READY" and t != "RESUMED":
+                    self._track(pk.s)
+                    return (t, pk.s, PyBytes_FromStringAndSize(<const char*>p, n))
         payload = self._decode(raw, p, n)
         if type(payload) is not dict:
             raise DecodeError(f"gateway payload is not an object but {type(payload).__name__}")
         s = (<dict>payload).get("s")
-        if type(s) is int:
-            self._track(s)
-        if self._has_disabled and (<dict>payload).get("op") == 0:
+        op = (<dict>payload).get("op")
+        if type(op) is int and op == 0:
             t = (<dict>payload).get("t")
-            if type(t) is str and t in self.disabled_events:
+            if type(t) is not str or type(s) is not int:
+                raise DecodeError(_bad_dispatch(t, s))
+            self._track(s)
+            if self._has_disabled and t in self.disabled_events:
                 return None
+            if self.raw_dispatches and t != "READY" and t != "RESUMED":
+                return (t, s, PyBytes_FromStringAndSize(<const char*>p, n))
+        elif type(s) is int:
+            self._track(s)
         return payload
+
+    cdef object _peeked_dispatch(self, const unsigned char* p, Py_ssize_t n, Peek* pk, bint whole):
+        """The event name if the peek is sure this is a dispatch to drop or pass raw, else None."""
+        cdef bint sure = _etf_peek(p, n, pk, whole) if self._is_etf else _json_peek(p, n, pk, whole)
+        if not (sure and (pk.found & _HAVE_OP) and pk.op == 0 and (pk.found & _HAVE_T)
+                and pk.t_is_str and (pk.found & _HAVE_S) and not pk.s_null):
+            return None
+        try:
+            t = (<const char*>pk.t_ptr)[:pk.t_len].decode("utf-8")
+        except UnicodeDecodeError:
+            return None     # orjson/ETF will report it
+        if (self._has_disabled and t in self.disabled_events) or (
+                self.raw_dispatches and t != "READY" and t != "RESUMED"):
+            return t
+        return None
 
     cdef object _decode(self, object raw, const unsigned char* p, Py_ssize_t n):
         cdef int was_enabled = 0

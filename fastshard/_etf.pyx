@@ -18,7 +18,10 @@ Decoding rules (the input is untrusted network data):
 * NIL -> ``[]``, MAP -> ``dict`` (an unhashable key is a DecodeError),
   SMALL_TUPLE/LARGE_TUPLE -> ``tuple`` (hashable, as erlpack does).
 * COMPRESSED (tag 80) only as the whole term: the declared size is checked
-  against MAX_DECOMPRESSED_SIZE before inflating and against the real size after.
+  against ``max_size`` (default MAX_DECOMPRESSED_SIZE; the message decoder
+  passes max_message_size) before inflating and against the real size after.
+* A term builds at most one list/tuple/map per MIN_BYTES_PER_CONTAINER bytes
+  of itself, so no small input decodes into a huge number of objects.
 
 Every length is checked against the bytes left before anything is read or
 allocated, nesting is capped at MAX_DEPTH, trailing bytes are an error.
@@ -33,7 +36,7 @@ as MAP.  Subclasses of these types are encoded as their base type; anything
 else is a TypeError naming the type.  Nesting deeper than MAX_DEPTH (e.g. a
 reference cycle) is a ValueError.
 """
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.dict cimport PyDict_New, PyDict_Next
 from cpython.float cimport PyFloat_FromDouble, PyFloat_AS_DOUBLE
@@ -52,7 +55,7 @@ from zlib_ng import zlib_ng
 
 from fastshard.errors import DecodeError
 
-__all__ = ["decode", "encode", "MAX_DEPTH", "MAX_DECOMPRESSED_SIZE"]
+__all__ = ["decode", "encode", "inflate_term", "MAX_DEPTH", "MAX_DECOMPRESSED_SIZE", "MIN_BYTES_PER_CONTAINER"]
 
 cdef extern from "Python.h":
     # Declared here without Cython's `except -1` so a failed insert (an
@@ -96,9 +99,22 @@ cdef extern from *:
 # that the C stack is never at risk.
 DEF _MAX_DEPTH = 256
 MAX_DEPTH = _MAX_DEPTH
-# The largest term a COMPRESSED tag may inflate to (same cap as the message decoder).
+# The largest term a COMPRESSED tag may inflate to by default (the message
+# decoder passes its max_message_size instead).
 DEF _MAX_DECOMPRESSED = 64 * 1024 * 1024
 MAX_DECOMPRESSED_SIZE = _MAX_DECOMPRESSED
+
+# Decoded-object amplification: NIL is one byte and builds a new 72-byte
+# list, so a term of 10**8 NILs would cost ~8 GB of objects.  Every list,
+# tuple, map and STRING_EXT built is counted; a term may build one per
+# MIN_BYTES_PER_CONTAINER bytes of itself (plus MAX_DEPTH, so tiny terms
+# may still nest): at most ~10x its size in containers (plus 8 bytes per list
+# slot), about what orjson's worst case (`[[],[],...]`) costs for JSON.
+# Discord-shaped traffic measured 2026-12-01 (the simulator's TrafficGenerator,
+# 5,000 dispatches and 60 GUILD_CREATEs in ETF): 100 bytes per container on
+# average, 34.6 in the densest message (a PRESENCE_UPDATE), 4x over the bound.
+DEF _MIN_BYTES_PER_CONTAINER = 8
+MIN_BYTES_PER_CONTAINER = _MIN_BYTES_PER_CONTAINER
 
 DEF VERSION = 131
 DEF NEW_FLOAT_EXT = 70
@@ -142,6 +158,7 @@ ctypedef struct Reader:
     Py_ssize_t pos
     int depth
     bint big_str
+    Py_ssize_t budget       # containers this term may still build (see _container_budget)
 
 
 # --------------------------------------------------------------------------
@@ -243,6 +260,17 @@ cdef int _utf8_error(const unsigned char* p, Py_ssize_t n, Py_ssize_t offset) ex
 
 # --------------------------------------------------------------------------
 # Decoder
+
+cdef inline Py_ssize_t _container_budget(Py_ssize_t size) noexcept:
+    # The slack lets a tiny term still nest to MAX_DEPTH.
+    return size // _MIN_BYTES_PER_CONTAINER + _MAX_DEPTH
+
+
+cdef int _over_budget(Reader* r) except -1:
+    _error(r, f"the term builds more than one list/tuple/map per {_MIN_BYTES_PER_CONTAINER} bytes "
+              "(a decompression bomb?)")
+    return -1
+
 
 cdef object _error(Reader* r, str what):
     raise DecodeError(f"ETF: {what} (offset {r.pos} of {r.size})")
@@ -358,46 +386,58 @@ cdef object _decode_old_float(Reader* r):
         _error(r, f"invalid FLOAT_EXT text {text!r}")
 
 
-cdef object _decode_compressed(Reader* r):
-    cdef Py_ssize_t declared, start
-    cdef uint32_t declared32
-    cdef Reader inner
-    _need(r, 4)
-    declared32 = _u32(r.data + r.pos)
-    r.pos += 4
-    if declared32 > _MAX_DECOMPRESSED:
-        _error(r, f"compressed term declares {declared32} bytes, more than the "
-                  f"{_MAX_DECOMPRESSED}-byte limit")
-    declared = declared32
-    start = r.pos
-    packed = PyBytes_FromStringAndSize(<const char*>(r.data + r.pos), r.size - r.pos)
+cdef bytes _inflate_compressed(const unsigned char* data, Py_ssize_t size, Py_ssize_t max_size):
+    """data[0:2] is 131, 80: the plain term it holds (131 + the inflated term).
+
+    The declared size is compared with ``max_size`` (the whole plain term must
+    fit) before anything is inflated, and with the real size after.
+    """
+    cdef uint32_t declared
+    cdef Reader r
+    r.data = data
+    r.size = size
+    r.pos = 2
+    _need(&r, 4)
+    declared = _u32(data + 2)
+    r.pos = 6
+    if <uint64_t>declared + 1 > <uint64_t>max_size:
+        r.pos = 2
+        _error(&r, f"compressed term declares {declared} bytes, more than the limit of "
+                   f"{max_size} bytes (max_message_size)")
+    packed = PyBytes_FromStringAndSize(<const char*>(data + 6), size - 6)
     d = zlib_ng.decompressobj()
     try:
         # One byte more than declared: a longer stream shows up as too long.
         raw = d.decompress(packed, declared + 1)
     except zlib_ng.error as exc:
-        _error(r, f"corrupt zlib data in compressed term: {exc}")
+        _error(&r, f"corrupt zlib data in compressed term: {exc}")
     if len(raw) != declared:
-        _error(r, f"compressed term inflates to {'more than' if len(raw) > declared else 'only'} "
-                  f"{len(raw) if len(raw) <= declared else declared} bytes, {declared} declared")
+        _error(&r, f"compressed term inflates to {'more than' if len(raw) > declared else 'only'} "
+                   f"{len(raw) if len(raw) <= declared else declared} bytes, {declared} declared")
     if not d.eof:
-        _error(r, "compressed term's zlib stream is truncated")
+        _error(&r, "compressed term's zlib stream is truncated")
     if d.unused_data:
         r.pos = r.size - len(d.unused_data)
-        _error(r, f"{len(d.unused_data)} trailing bytes after the compressed term")
-    inner.data = <const unsigned char*><const char*>raw   # `raw` stays alive below
-    inner.size = declared
-    inner.pos = 0
-    inner.depth = r.depth
-    inner.big_str = r.big_str
+        _error(&r, f"{len(d.unused_data)} trailing bytes after the compressed term")
+    return b"\x83" + raw
+
+
+def inflate_term(data, Py_ssize_t max_size=_MAX_DECOMPRESSED + 1):
+    """A compressed term (``131, 80, size, zlib data``) as the plain term it holds.
+
+    The result starts with the version byte 131 and is at most ``max_size``
+    bytes; a larger declared size is refused before inflating.  Raises
+    :class:`fastshard.errors.DecodeError` on anything malformed.
+    """
+    cdef Py_buffer view
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
-        value = _decode_term(&inner)
-        if inner.pos != inner.size:
-            _error(&inner, f"{inner.size - inner.pos} trailing bytes after the term inside the compressed term")
-    except DecodeError as exc:
-        raise DecodeError(f"{exc} (inside the compressed term that starts at offset {start})") from None
-    r.pos = r.size
-    return value
+        if view.len < 2 or (<const unsigned char*>view.buf)[0] != VERSION \
+                or (<const unsigned char*>view.buf)[1] != COMPRESSED:
+            raise DecodeError("ETF: not a compressed term (expected the bytes 131, 80)")
+        return _inflate_compressed(<const unsigned char*>view.buf, view.len, max_size)
+    finally:
+        PyBuffer_Release(&view)
 
 
 cdef object _decode_term(Reader* r):
@@ -439,6 +479,9 @@ cdef object _decode_term(Reader* r):
         _need(r, 2 * n)
         if r.depth >= _MAX_DEPTH:
             _error(r, f"terms nested deeper than {_MAX_DEPTH} levels")
+        r.budget -= 1
+        if r.budget < 0:
+            _over_budget(r)
         r.depth += 1
         container = FS_NEW_DICT(n)   # presized to at most 256 entries, whatever n claims
         for i in range(n):
@@ -465,6 +508,9 @@ cdef object _decode_term(Reader* r):
         _need(r, n + 1)   # n elements and the tail, one byte each at least
         if r.depth >= _MAX_DEPTH:
             _error(r, f"terms nested deeper than {_MAX_DEPTH} levels")
+        r.budget -= 1
+        if r.budget < 0:
+            _over_budget(r)
         r.depth += 1
         container = PyList_New(n)
         for i in range(n):
@@ -479,6 +525,9 @@ cdef object _decode_term(Reader* r):
         r.pos += 1
         return container
     elif tag == NIL_EXT:
+        r.budget -= 1
+        if r.budget < 0:
+            _over_budget(r)
         return []
     elif tag == NEW_FLOAT_EXT:
         _need(r, 8)
@@ -507,6 +556,9 @@ cdef object _decode_term(Reader* r):
         n = _u16(r.data + r.pos)
         r.pos += 2
         _need(r, n)
+        r.budget -= 1
+        if r.budget < 0:
+            _over_budget(r)
         container = PyList_New(n)
         for i in range(n):
             value = PyLong_FromLong(r.data[r.pos + i])
@@ -526,6 +578,10 @@ cdef object _decode_term(Reader* r):
         _need(r, n)
         if r.depth >= _MAX_DEPTH:
             _error(r, f"terms nested deeper than {_MAX_DEPTH} levels")
+        if n:       # the empty tuple is a singleton: free
+            r.budget -= 1
+            if r.budget < 0:
+                _over_budget(r)
         r.depth += 1
         container = PyTuple_New(n)
         for i in range(n):
@@ -574,6 +630,13 @@ cdef inline object _decode_key(Reader* r):
 
 
 cdef object decode_buffer(const unsigned char* data, Py_ssize_t size, bint big_ints_as_str):
+    # The exported C entry point keeps its signature (fastshard/_decoder.pyx
+    # checks it); the message decoder inflates a compressed term itself.
+    return _decode_buffer(data, size, big_ints_as_str, _MAX_DECOMPRESSED + 1)
+
+
+cdef object _decode_buffer(const unsigned char* data, Py_ssize_t size, bint big_ints_as_str,
+                           Py_ssize_t max_size):
     cdef Reader r
     cdef object value
     r.data = data
@@ -587,17 +650,25 @@ cdef object decode_buffer(const unsigned char* data, Py_ssize_t size, bint big_i
         raise DecodeError(f"ETF: first byte is {data[0]}, not the version byte 131")
     r.pos = 1
     if size > 1 and data[1] == COMPRESSED:
-        r.pos = 2
-        return _decode_compressed(&r)
+        term = _inflate_compressed(data, size, max_size)
+        try:
+            return _decode_buffer(<const unsigned char*><const char*>term, PyBytes_GET_SIZE(term),
+                                  big_ints_as_str, max_size)
+        except DecodeError as exc:
+            raise DecodeError(f"{exc} (inside the compressed term)") from None
+    r.budget = _container_budget(size)
     value = _decode_term(&r)
     if r.pos != r.size:
         _error(&r, f"{r.size - r.pos} trailing bytes after the term")
     return value
 
 
-def decode(data, *, bint big_ints_as_str=True):
+def decode(data, *, bint big_ints_as_str=True, Py_ssize_t max_size=_MAX_DECOMPRESSED + 1):
     """Decode one ETF term (``bytes``, ``bytearray``, ``memoryview`` or any
     C-contiguous buffer starting with the version byte 131).
+
+    A compressed term (tag 80) may inflate to at most ``max_size`` bytes
+    (counting the version byte, as the message decoder's max_message_size does).
 
     Raises :class:`fastshard.errors.DecodeError` on malformed input.
     """
@@ -609,7 +680,7 @@ def decode(data, *, bint big_ints_as_str=True):
     except BufferError:
         raise TypeError(f"ETF data must be a C-contiguous buffer, not {type(data).__name__}") from None
     try:
-        return decode_buffer(<const unsigned char*>view.buf, view.len, big_ints_as_str)
+        return _decode_buffer(<const unsigned char*>view.buf, view.len, big_ints_as_str, max_size)
     finally:
         PyBuffer_Release(&view)
 

@@ -36,6 +36,7 @@ from libc.string cimport memcpy, memset
 import zstandard
 from zlib_ng import zlib_ng
 
+from .codec import zstd_error, zstd_stream_decompressobj
 from .errors import DecodeError
 
 __all__ = ["ZlibStreamInflater", "ZstdStreamInflater", "ZlibPayloadInflater", "ZLIB_BACKEND", "use_zlib_c_api"]
@@ -367,9 +368,8 @@ cdef class ZstdStreamInflater:
         if max_size <= 0:
             raise ValueError(f"max_message_size must be positive, not {max_size}")
         self.max_size = max_size
-        # read_across_frames: a server that ends a frame and starts another
-        # must not make the next message fail.
-        self._decompress = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress
+        # Its window is bounded (codec.ZSTD_MAX_WINDOW_SIZE): a larger one is a DecodeError.
+        self._decompress = zstd_stream_decompressobj().decompress
         self._out = ByteBuffer()
 
     cdef object feed(self, const unsigned char* p, Py_ssize_t n):
@@ -385,7 +385,7 @@ cdef class ZstdStreamInflater:
             try:
                 out = self._decompress(view)
             except _zstd_error as exc:
-                raise DecodeError(f"corrupt zstd-stream data: {exc}") from None
+                raise zstd_error(exc, (<const char*>p)[:n if n < 18 else 18]) from None
             finally:
                 view.release()
             if PyBytes_GET_SIZE(out) > self.max_size:
@@ -412,7 +412,7 @@ cdef class ZstdStreamInflater:
                 out = self._decompress(view)
             except _zstd_error as exc:
                 out_buf.clear()
-                raise DecodeError(f"corrupt zstd-stream data: {exc}") from None
+                raise zstd_error(exc, (<const char*>p)[:n if n < 18 else 18]) from None
             finally:
                 view.release()
             if out_buf.size + PyBytes_GET_SIZE(out) > self.max_size:
@@ -457,6 +457,8 @@ cdef class ZlibPayloadInflater:
             raise DecodeError(_too_large(self.max_size))
         if not obj.eof:
             raise DecodeError("truncated zlib payload: the stream ends before its end marker")
+        if obj.unused_data:
+            raise DecodeError("corrupt zlib payload: bytes after the end of the zlib stream")
         self.out_ptr = <const unsigned char*>PyBytes_AS_STRING(out)
         self.out_size = PyBytes_GET_SIZE(out)
         return out

@@ -184,6 +184,8 @@ class ShardManager(EventEmitter):
     def session_starts_remaining(self) -> int | None:
         """What the identify queue says is left of the daily budget (None when unknown)."""
         remaining = getattr(self.identify_queue, "remaining", None)
+        if callable(remaining):  # a shared queue asks its server; its last answer is the hint
+            remaining = getattr(self.identify_queue, "known_remaining", None)
         return remaining if isinstance(remaining, int) else None
 
     def status(self) -> dict[int, ShardSummary]:

@@ -82,6 +82,8 @@ class _Listener(picows.WSListener):
             # attempt): nobody will read this socket, so it must not stay open.
             transport.send_close(cast(picows.WSCloseCode, close_codes.CLIENT_CLOSE), b"closing")
             transport.disconnect()
+        elif self.shard._listener is self:
+            self.shard._decoder.watch_read_buffer(transport)  # picows' buffer given back after large frames
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         # On a connection we are leaving nothing counts any more but its close frame.
@@ -203,6 +205,7 @@ class WebsocketShard:
         disabled_events: Iterable[str] = (),
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         identify_queue: IdentifyQueue | None = None,
+        raw_dispatches: bool = False,
     ) -> None:
         if not isinstance(token, str):
             raise TypeError(f"token must be a str, not {type(token).__name__}")
@@ -256,9 +259,13 @@ class WebsocketShard:
         self.encoding = encoding
         self.compression = compression
         self._base_url = url.strip()
+        # raw_dispatches: dispatches (but READY/RESUMED) reach the "event" callbacks as
+        # (t, s, raw bytes) without decoding d, for code that only forwards them (fastshard.redis).
+        self.raw_dispatches = bool(raw_dispatches)
+        raw_option = {"raw_dispatches": True} if raw_dispatches else {}
         self._decoder = make_decoder(encoding, compression, big_ints_as_str=big_ints_as_str,
                                      max_message_size=max_message_size,
-                                     disabled_events=frozenset(disabled_events) or _NO_EVENTS)
+                                     disabled_events=frozenset(disabled_events) or _NO_EVENTS, **raw_option)
         self._max_message_size = max_message_size
         if session is not None:
             self._decoder.sequence = sequence
@@ -816,9 +823,10 @@ class WebsocketShard:
                 future.set_exception(error)
 
     # -- internals: incoming ------------------------------------------------
-    def _on_payload(self, payload: dict[str, Any]) -> None:
+    def _on_payload(self, payload: Any) -> None:
         # The per-dispatch hot path: every check here is paid once per event.
-        if payload.get("op") == 0 and payload.get("t") not in _NOT_EVENTS:
+        # A tuple is a raw dispatch (t, s, raw) from a raw_dispatches decoder.
+        if type(payload) is tuple or (payload.get("op") == 0 and payload.get("t") not in _NOT_EVENTS):
             gateway = self._gateway
             if gateway.resuming:
                 gateway.replayed += 1

@@ -96,3 +96,5 @@ async def make_shard() -> AsyncIterator[Callable[..., tuple[WebsocketShard, Reco
 @pytest.fixture
 def matrix_params() -> list[tuple[str, int]]:
     return MATRIX
+
+pytest_plugins = ["redis_fixtures"]

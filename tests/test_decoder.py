@@ -185,6 +185,83 @@ def test_same_results_as_reference(encoding, compression, disabled):
         assert len(delivered) < len(payloads)
 
 
+def _decode_plain(raw: bytes, encoding: str):
+    from fastshard import _etf
+
+    return orjson.loads(raw) if encoding == "json" else _etf.decode(raw)
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("disabled", [(), ("TYPING_START",)])
+def test_raw_dispatches_same_as_reference(encoding, compression, disabled):
+    payloads = traffic(7, 300, big_every=60)
+    payloads.insert(1, {"t": "READY", "s": 0, "op": 0, "d": {"session_id": "abc", "v": 10}})
+    payloads.insert(150, {"op": 0, "s": 148, "t": "RESUMED", "d": {"_trace": ["x"]}})
+    messages = wire(payloads, encoding, compression)
+    ref = pure(encoding, compression, disabled_events=disabled, raw_dispatches=True)
+    fast = MessageDecoder(encoding, compression, disabled_events=disabled, raw_dispatches=True)
+    assert fast.raw_dispatches is True and ref.raw_dispatches is True
+    got, expected = run(fast, messages), run(ref, messages)
+    assert got == expected
+    decoded = run(pure(encoding, compression), messages)   # what a full decode gives
+    assert fast.sequence == ref.sequence == max(p["s"] for p in payloads if p["s"] is not None)
+    raw_seen = 0
+    for payload, full, out in zip(payloads, decoded, got):
+        if payload["op"] == 0 and payload["t"] in disabled:
+            assert out is None
+        elif payload["op"] == 0 and payload["t"] not in ("READY", "RESUMED"):
+            t, s, raw = out
+            assert type(raw) is bytes and (t, s) == (payload["t"], payload["s"])
+            assert _decode_plain(raw, encoding) == full        # the whole message, d untouched
+            if encoding == "etf":
+                assert raw[0] == 131 and raw[1] != 80           # a compressed term comes inflated
+            raw_seen += 1
+        else:
+            assert out == full                                  # READY/RESUMED/other ops: dicts
+    assert raw_seen > 100
+    # through picows frames too, fragmented
+    fast = MessageDecoder(encoding, compression, disabled_events=disabled, raw_dispatches=True)
+    for (data, binary), want in zip(messages, expected):
+        first = WSMsgType.BINARY if binary else WSMsgType.TEXT
+        half = len(data) // 2
+        assert fast.feed_frame(_make_test_ws_frame(first, data[:half], False, False)) is None
+        assert fast.feed_frame(_make_test_ws_frame(WSMsgType.CONTINUATION, data[half:], True, False)) == want
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_raw_dispatches_when_the_peek_is_unsure(encoding):
+    # The peek gives up (escaped key / Latin-1 atom): the full decode gives the same tuple.
+    if encoding == "json":
+        raw = b'{"\\u0074":"MESSAGE_CREATE","s":9,"op":0,"d":{"a":1}}'
+        assert peek(raw, "json") is None
+    else:
+        raw = (b"\x83t\x00\x00\x00\x04" + b"m\x00\x00\x00\x01t" + b"s\x02\xe9a"
+               + b"m\x00\x00\x00\x01sa\x09" + b"m\x00\x00\x00\x02opa\x00" + b"m\x00\x00\x00\x01dj")
+        assert peek(raw, "etf") is None
+    t = "MESSAGE_CREATE" if encoding == "json" else "\u00e9a"
+    for decoder in (MessageDecoder(encoding, 0, raw_dispatches=True), pure(encoding, 0, raw_dispatches=True)):
+        assert decoder.feed(raw, encoding == "etf") == (t, 9, raw)
+        assert decoder.sequence == 9
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_bad_dispatches_are_decode_errors_in_every_mode(encoding, compression):
+    bad = [{"op": 0, "t": {}, "d": {}}, {"op": 0, "t": {}, "s": 1, "d": {}}, {"op": 0, "t": None, "s": 2, "d": {}},
+           {"op": 0, "t": "MESSAGE_CREATE", "s": None, "d": {}}, {"op": 0, "t": "MESSAGE_CREATE", "d": {}},
+           {"op": 0, "t": True, "s": 3, "d": {}}, {"op": 0, "t": "MESSAGE_CREATE", "s": 1.5, "d": {}},
+           {"op": 0, "t": 5, "s": 3, "d": {}}]
+    for options in ({}, {"disabled_events": ["TYPING_START"]}, {"raw_dispatches": True},
+                    {"disabled_events": ["MESSAGE_CREATE"], "raw_dispatches": True}):
+        for payload in bad:
+            for decoder in (MessageDecoder(encoding, compression, **options), pure(encoding, compression, **options)):
+                data, binary = Packer(encoding, compression).pack(payload)
+                with pytest.raises(DecodeError, match=r"dispatch \(op 0\) whose [ts] is"):
+                    decoder.feed(data, binary)
+                assert decoder.sequence is None
+
+
 @pytest.mark.parametrize("compression", COMPRESSIONS)
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_fragmented_frames_reassembled(encoding, compression):
@@ -424,10 +501,23 @@ TRICKY_JSON = [
     (b'{"t":"TYPING\\u005fSTART","s":10,"op":0,"d":{}}', None, 10),
     # op is not 0: never dropped
     (b'{"t":"TYPING_START","s":11,"op":1,"d":{}}', "TYPING_START", 11),
-    # no s at all
-    (b'{"t":"TYPING_START","op":0,"d":{}}', None, None),
     (b'{"t":null,"s":null,"op":11,"d":null}', None, None),
-    (b'{"op":0,"d":[1,{"t":"x"}],"s":12.0,"t":"TYPING_START"}', None, None),
+    # duplicate keys: the last one counts, in the peek as in orjson
+    (b'{"op":0,"t":"TYPING_START","s":5,"t":"MESSAGE_CREATE","d":{}}', "MESSAGE_CREATE", 5),
+    (b'{"op":0,"t":"MESSAGE_CREATE","s":5,"t":"TYPING_START","s":6,"d":{}}', None, 6),
+    (b'{"t":"TYPING_START","s":50,"op":0,"d":{},"s":13}', None, 13),
+    (b'{"t":"TYPING_START","s":14,"op":1,"d":{},"op":0}', None, 14),
+    # a dispatch without a str t or an int s is bad data (DecodeError), peeked or not
+    (b'{"t":"TYPING_START","op":0,"d":{}}', DecodeError, None),
+    (b'{"op":0,"d":[1,{"t":"x"}],"s":12.0,"t":"TYPING_START"}', DecodeError, None),
+    (b'{"op":0,"t":{},"d":{}}', DecodeError, None),
+    (b'{"op":0,"t":{},"s":3,"d":{}}', DecodeError, None),
+    (b'{"op":0,"t":null,"s":3,"d":{}}', DecodeError, None),
+    (b'{"op":0,"t":["TYPING_START"],"s":3,"d":{}}', DecodeError, None),
+    (b'{"op":0,"t":"TYPING_START","s":"3","d":{}}', DecodeError, None),
+    (b'{"op":0,"t":"TYPING_START","s":true,"d":{}}', DecodeError, None),
+    (b'{"op":0,"t":"TYPING_START","s":null,"d":{}}', DecodeError, None),
+    (b'{"op":0,"t":"TYPING_START","s":3,"t":7,"d":{}}', DecodeError, None),
 ]
 
 
@@ -447,6 +537,12 @@ def test_disabled_events_tricky_json(raw, expect_t, expect_s, compression):
     fast = MessageDecoder("json", compression, disabled_events=disabled)
     fast.sequence = 1
     ref.sequence = 1
+    if expect_t is DecodeError:
+        with pytest.raises(DecodeError, match="dispatch"):
+            fast.feed(data, binary)
+        with pytest.raises(DecodeError, match="dispatch"):
+            ref.feed(data, binary)
+        return
     got = fast.feed(data, binary)
     assert got == ref.feed(data, binary)
     assert (got or {}).get("t") == expect_t
@@ -454,12 +550,19 @@ def test_disabled_events_tricky_json(raw, expect_t, expect_s, compression):
 
 
 def test_disabled_events_do_not_decode_d():
-    # d is not valid JSON at all: only a peek that stops before d can drop it
+    # d is not valid JSON inside (only its brackets balance): only a peek that
+    # skips d structurally can drop it
     fast = MessageDecoder("json", 0, disabled_events=["PRESENCE_UPDATE"])
-    assert fast.feed(b'{"t":"PRESENCE_UPDATE","s":41,"op":0,"d":{not json', False) is None
+    assert fast.feed(b'{"t":"PRESENCE_UPDATE","s":41,"op":0,"d":{not json}}', False) is None
     assert fast.sequence == 41
     with pytest.raises(DecodeError):
-        fast.feed(b'{"t":"MESSAGE_CREATE","s":42,"op":0,"d":{not json', False)
+        fast.feed(b'{"t":"MESSAGE_CREATE","s":42,"op":0,"d":{not json}}', False)
+    # a truncated message is never dropped unread: the peek is unsure
+    with pytest.raises(DecodeError):
+        fast.feed(b'{"t":"PRESENCE_UPDATE","s":43,"op":0,"d":{"a":1', False)
+    with pytest.raises(DecodeError):
+        fast.feed(b'{"t":"PRESENCE_UPDATE","s":44,"op":0,"d":{}} trailing', False)
+    assert fast.sequence == 41
 
 
 def test_disabled_events_etf_tricky():
@@ -478,8 +581,8 @@ def test_disabled_events_etf_tricky():
         assert fast.feed(data, True) == ref.feed(data, True)
         assert fast.sequence == ref.sequence
     assert fast.sequence == 2**31 - 1
-    # compressed term (tag 80): peek unsure, full decode, still dropped
-    data = etf_compress_term(etf_encode({"op": 0, "t": "TYPING_START", "s": 2**31, "d": {"a": "b" * 400}}))
+    # compressed term (tag 80): inflated first, then peeked and dropped
+    data = etf_compress_term(etf_encode({"op": 0, "t": "TYPING_START", "s": 2**31 - 1, "d": {"a": "b" * 400}}))
     assert MessageDecoder("etf", 1, disabled_events=disabled).feed(data, True) is None
 
 
@@ -755,3 +858,120 @@ def test_decompressobj_backend_same_results(encoding):
         use_zlib_c_api(True)
     with pytest.raises(DecodeError, match="corrupt zlib-stream"):
         fresh.feed(b"junk\x00\x00\xff\xff", True)
+
+
+# -- hostile ETF: compressed-term bombs and object amplification (issue 8, section 3) --
+
+def _compressed_term(inner: bytes) -> bytes:
+    """131, 80, declared size, zlib: what Discord sends for a compressed ETF term."""
+    return b"\x83P" + len(inner).to_bytes(4, "big") + zlib.compress(inner, 9)
+
+
+def _wrap(message: bytes, compression: int) -> bytes:
+    # the same bytes as one websocket message under transport compression
+    if compression == 2:
+        c = zlib.compressobj()
+        return c.compress(message) + c.flush(zlib.Z_SYNC_FLUSH)
+    if compression == 3:
+        c = zstandard.ZstdCompressor().compressobj()
+        return c.compress(message) + c.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+    return message
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+@pytest.mark.parametrize("options", [{}, {"disabled_events": ["TYPING_START"]}, {"raw_dispatches": True}])
+def test_etf_compressed_term_honours_max_message_size(compression, options):
+    # 56 bytes on the wire, declaring a 1 MiB term: refused before inflating
+    d = b"m" + (1 << 20).to_bytes(4, "big") + b"\0" * (1 << 20)
+    inner = (b"t\x00\x00\x00\x04" + b"m\x00\x00\x00\x02op" + b"a\x00" + b"m\x00\x00\x00\x01tw\x0eMESSAGE_CREATE"
+             + b"m\x00\x00\x00\x01sa\x05" + b"m\x00\x00\x00\x01d" + d)
+    bomb = _compressed_term(inner)
+    assert len(bomb) < 1200
+    for decoder in (MessageDecoder("etf", compression, max_message_size=4096, **options),
+                    pure("etf", compression, max_message_size=4096, **options)):
+        with pytest.raises(DecodeError, match=f"declares {len(inner)} bytes, more than the limit of 4096 bytes"):
+            decoder.feed(_wrap(bomb, compression), True)
+        assert decoder.sequence is None
+    # a term that fits is still fine, and the limit counts the version byte too
+    small = _compressed_term(inner[:-len(d)] + b"j")
+    exact = len(inner[:-len(d)] + b"j") + 1     # the plain term, version byte included
+    for size in ((exact, 4096) if compression < 2 else (4096,)):   # (2, 3: the wrapped term is larger)
+        for decoder in (MessageDecoder("etf", compression, max_message_size=size, **options),
+                        pure("etf", compression, max_message_size=size, **options)):
+            out = decoder.feed(_wrap(small, compression), True)
+            assert out == ({"op": 0, "t": "MESSAGE_CREATE", "s": 5, "d": []} if not options.get("raw_dispatches")
+                           else ("MESSAGE_CREATE", 5, b"\x83" + inner[:-len(d)] + b"j"))
+    decoder = MessageDecoder("etf", 0, max_message_size=len(inner[:-len(d)] + b"j"))
+    with pytest.raises(DecodeError, match="more than the limit"):
+        decoder.feed(small, True)
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_etf_object_amplification_is_bounded(compression):
+    # A list of a million NILs: 1 MB inflated, ~1 KB compressed, and each NIL
+    # would be a new 72-byte list (+8 for its slot): ~80 MB of objects.
+    n = 1_000_000
+    term = b"l" + n.to_bytes(4, "big") + b"j" * n + b"j"
+    message = _compressed_term(term)
+    assert len(message) < 2000
+    payload = b"\x83t\x00\x00\x00\x01m\x00\x00\x00\x01d" + term   # the same, uncompressed, inside a map
+    for make in (MessageDecoder, pure):
+        for data in (message, payload):
+            with pytest.raises(DecodeError, match="more than one list/tuple/map per 8 bytes"):
+                make("etf", compression).feed(_wrap(data, compression), True)
+    # the bound is relative to the term: a container per 13 bytes is fine
+    ok = b"\x83l" + (1000).to_bytes(4, "big") + (b"l\x00\x00\x00\x01m\x00\x00\x00\x02abj") * 1000 + b"j"
+    assert _decode_plain(ok, "etf") == [["ab"]] * 1000
+
+
+def test_etf_duplicate_keys_peek_and_decode_agree():
+    """The last of a duplicated t/s counts, in the peek as in the map decode."""
+    def etf_map(*pairs: tuple[bytes, bytes]) -> bytes:
+        return b"\x83t" + len(pairs).to_bytes(4, "big") + b"".join(k + v for k, v in pairs)
+
+    def key(name: bytes) -> bytes:
+        return b"m" + len(name).to_bytes(4, "big") + name
+
+    def atom(name: bytes) -> bytes:
+        return b"w" + bytes([len(name)]) + name
+
+    raw = etf_map((key(b"op"), b"a\x00"), (key(b"t"), atom(b"TYPING_START")), (key(b"s"), b"a\x05"),
+                  (key(b"t"), atom(b"MESSAGE_CREATE")), (key(b"d"), b"j"))
+    assert peek(raw, "etf") == (0, "MESSAGE_CREATE", 5)
+    for decoder in (MessageDecoder("etf", 0, disabled_events=["TYPING_START"]),
+                    pure("etf", 0, disabled_events=["TYPING_START"])):
+        assert decoder.feed(raw, True) == {"op": 0, "t": "MESSAGE_CREATE", "s": 5, "d": []}
+    raw = etf_map((key(b"op"), b"a\x00"), (key(b"t"), atom(b"MESSAGE_CREATE")), (key(b"s"), b"a\x05"),
+                  (atom(b"t"), atom(b"TYPING_START")), (atom(b"s"), b"a\x09"), (key(b"d"), b"j"))
+    assert peek(raw, "etf") == (0, "TYPING_START", 9)
+    for decoder in (MessageDecoder("etf", 0, disabled_events=["TYPING_START"]),
+                    pure("etf", 0, disabled_events=["TYPING_START"])):
+        assert decoder.feed(raw, True) is None
+        assert decoder.sequence == 9
+    # trailing bytes after the map: the peek is unsure, the decode refuses
+    assert peek(raw + b"j", "etf") is None
+    with pytest.raises(DecodeError, match="trailing"):
+        MessageDecoder("etf", 0, disabled_events=["TYPING_START"]).feed(raw + b"j", True)
+
+
+def test_json_duplicate_keys_peek_and_orjson_agree():
+    raw = b'{"op":0,"t":"TYPING_START","s":5,"t":"MESSAGE_CREATE","d":{}}'
+    assert peek(raw, "json") == (0, "MESSAGE_CREATE", 5) and orjson.loads(raw)["t"] == "MESSAGE_CREATE"
+    raw = b'{"t":"MESSAGE_CREATE","s":5,"op":0,"d":{"s":1,"t":"X"},"s":7,"t":"TYPING_START"}'
+    assert peek(raw, "json") == (0, "TYPING_START", 7)
+    raw = b'{"op":0,"t":"A","s":05,"d":{}}'                 # not JSON: never peeked as 5
+    assert peek(raw, "json") is None
+    assert peek(b'{"op":0,"t":"A\\u0042","s":1}', "json") is None
+    assert peek(b'{"op":0,"t":"A\x01B","s":1}', "json") is None   # a raw control character: orjson refuses it
+
+
+@pytest.mark.parametrize("make", [MessageDecoder, pure], ids=["cython", "reference"])
+def test_payload_zlib_truncated_or_with_trailing_bytes(make):
+    """Found by fuzz/payload_zlib.py: the reference decoder accepted a truncated stream."""
+    whole = zlib.compress(b'{"op":11,"d":null,"s":null,"t":null}')
+    assert make("json", 1).feed(whole, True) == {"op": 11, "d": None, "s": None, "t": None}
+    for cut in (2, 5, len(whole) - 4, len(whole) - 1):
+        with pytest.raises(DecodeError, match="truncated zlib payload"):
+            make("json", 1).feed(whole[:cut], True)
+    with pytest.raises(DecodeError, match="bytes after the end of the zlib stream"):
+        make("json", 1).feed(whole + b"{}", True)

@@ -547,8 +547,12 @@ def test_compressed_terms():
         decode(_compressed(term, declared=9))
     with pytest.raises(DecodeError, match=f"inflates to only {len(term)} bytes, {len(term) + 1} declared"):
         decode(_compressed(term, declared=len(term) + 1))
-    with pytest.raises(DecodeError, match="more than the 67108864-byte limit"):
+    with pytest.raises(DecodeError, match="more than the limit of 67108865 bytes"):
         decode(_compressed(term, declared=2**32 - 1))
+    # the caller's limit counts the whole plain term (version byte included)
+    assert decode(_compressed(term), max_size=len(term) + 1) == {"k": ["v" * 100] * 100}
+    with pytest.raises(DecodeError, match=f"declares {len(term)} bytes, more than the limit of {len(term)} bytes"):
+        decode(_compressed(term), max_size=len(term))
     with pytest.raises(DecodeError, match="3 trailing bytes after the compressed term"):
         decode(_compressed(term, tail=b"abc"))
     with pytest.raises(DecodeError, match="corrupt zlib data"):
@@ -557,7 +561,7 @@ def test_compressed_terms():
         decode(_compressed(term)[:-3])
     with pytest.raises(DecodeError, match="inside the compressed term"):
         decode(_compressed(b"l\x00\x00\x00\x01a\x01a\x02"))    # improper list inside
-    with pytest.raises(DecodeError, match="trailing bytes after the term inside the compressed term"):
+    with pytest.raises(DecodeError, match="trailing bytes after the term .*inside the compressed term"):
         decode(_compressed(b"a\x01a\x02"))
     # a zip bomb declaring a small size is cut off at that size
     bomb = zlib.compress(b"j" * 50_000_000)

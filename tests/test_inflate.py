@@ -269,3 +269,51 @@ def test_zlib_stream_many_chunks_in_one_message(c_api):
     payloads = [json_like(rng, rng.randrange(10, 2000)) for _ in range(50)]
     inf = ZlibStreamInflater(MB, use_c_api=c_api)
     assert inf.feed_bytes(b"".join(chunks(payloads))) == b"".join(payloads)
+
+
+def _zstd_frame_header(window_log: int, mantissa: int = 0) -> bytes:
+    # magic, frame header descriptor (no content size, no checksum, no
+    # dictionary, not single-segment), window descriptor
+    return b"\x28\xb5\x2f\xfd\x00" + bytes([((window_log - 10) << 3) | mantissa])
+
+
+def _raw_block(data: bytes, last: bool = False) -> bytes:
+    header = (len(data) << 3) | int(last)          # block type 0: raw
+    return header.to_bytes(3, "little") + data
+
+
+@pytest.mark.parametrize("window_log,ok", [(10, True), (18, True), (21, True), (23, True), (24, False),
+                                           (27, False), (31, False)])
+def test_zstd_stream_window_is_bounded(window_log, ok):
+    """A frame may not make the connection hold more than ZSTD_MAX_WINDOW_SIZE (8 MiB)."""
+    from fastshard.codec import ZSTD_MAX_WINDOW_SIZE, PyMessageDecoder
+
+    assert ZSTD_MAX_WINDOW_SIZE == 1 << 23
+    message = _zstd_frame_header(window_log) + _raw_block(b'{"op":11}')
+    for feed in (ZstdStreamInflater(4096).feed_bytes,
+                 lambda data: PyMessageDecoder("json", 3, max_message_size=4096).feed(data, True)):
+        if ok:
+            assert feed(message) in (b'{"op":11}', {"op": 11})
+        else:
+            with pytest.raises(DecodeError, match=f"declares a window \\({1 << window_log} bytes\\) larger than "
+                                                  "the 8388608-byte limit"):
+                feed(message)
+    # one mantissa step past 8 MiB is already too much
+    with pytest.raises(DecodeError, match="larger than the 8388608-byte limit"):
+        ZstdStreamInflater(4096).feed_bytes(_zstd_frame_header(23, 1) + _raw_block(b"{}"))
+
+
+def test_zstd_stream_window_from_a_real_compressor():
+    # what zstd itself writes for a 128 MiB window (the old default limit) is refused
+    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=27)
+    comp = zstandard.ZstdCompressor(compression_params=params).compressobj()
+    data = comp.compress(b'{"op":11}') + comp.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+    with pytest.raises(DecodeError, match="larger than the 8388608-byte limit"):
+        ZstdStreamInflater(MB).feed_bytes(data)
+
+
+def test_simulator_zstd_stream_declares_discords_window():
+    from fastshard.testing.compression import ZSTD_WINDOW_LOG, MessagePacker
+
+    message = MessagePacker("json", 3).pack({"op": 10, "d": {"heartbeat_interval": 41250}})[0]
+    assert zstandard.get_frame_parameters(message.data).window_size == 1 << ZSTD_WINDOW_LOG == 256 * 1024

@@ -126,7 +126,9 @@ async def test_events_carry_the_shard_id_they_came_from(make_sim: Any, managers:
 
 
 async def test_every_identify_waits_for_its_bucket(make_sim: Any, managers: Managers) -> None:
-    sim = await sharded_sim(make_sim, shards=8, max_concurrency=2, identify_interval=0.15)
+    # The server sees arrival times, which scheduling on a loaded machine can bring closer
+    # than the client spaced them: a generous slack, still far from the ~0 gap of no queue.
+    sim = await sharded_sim(make_sim, shards=8, max_concurrency=2, identify_interval=0.2, identify_slack=0.06)
     manager, seen = make(managers, sim)
     await manager.start()
     await manager.wait_ready(5)
@@ -136,7 +138,7 @@ async def test_every_identify_waits_for_its_bucket(make_sim: Any, managers: Mana
         ids = [r.shard_id for r in log if r.key == bucket]
         assert ids == sorted(ids)  # lowest id first within a bucket: rounds 0-1, 2-3, 4-5, 6-7
         times = [r.at for r in log if r.key == bucket]
-        assert all(b - a >= 0.135 for a, b in zip(times, times[1:])), times  # measured at the server
+        assert all(b - a >= 0.14 for a, b in zip(times, times[1:])), times  # measured at the server
     assert manager.identifies_spent == 8 and manager.max_concurrency == 2 and manager.shard_count == 8
     assert sim.session_start_remaining == manager.session_starts_remaining
 

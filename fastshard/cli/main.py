@@ -268,6 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False)  # so `fastshard bench --help` shows the suite's own options
     bench.set_defaults(subparser=bench)
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark suite")
+
+    # fastshard.redis: `gateway` and `consume` (their modules hold the options and the work).
+    from . import consume as consume_cli, gateway as gateway_cli
+    common = {"positive_int": _positive_int, "positive_float": _positive_float, "port": _port,
+              "intents": _intents, "default_intents": DEFAULT_INTENTS, "event_names": parse_event_names}
+    gateway_cli.add_parser(commands, common)
+    consume_cli.add_parser(commands, common)
     return parser
 
 
@@ -320,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.subparser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.args = [*extra, *args.args]
     try:
+        if getattr(args, "run", None) is not None:  # gateway, consume
+            return int(args.run(args))
         if args.command == "listen":
             _check_listen(args)
             if args.shards is not None:
