@@ -155,8 +155,6 @@ class ShardManager(EventEmitter):
         self._closing = False
         #: (threshold we set, the thresholds before) while the start-up GC setting is on.
         self._gc_saved: Optional[tuple[int, tuple[int, ...]]] = None
-        #: Sessions READY or RESUMED since the last save, saved together by one task.
-        self._unsaved: dict[int, SessionInfo] = {}
         #: The error that stopped the manager, with the shard it came from.
         self.error: ShardError | None = None
         self.error_shard: int | None = None
@@ -413,29 +411,18 @@ class ShardManager(EventEmitter):
         self._attempts.pop(shard_id, None)
         if shard.session_id is not None and self.shard_count is not None:
             info = SessionInfo(shard.session_id, shard.sequence, shard.resume_url, self.shard_count)
-            # One task saves every session that became ready meanwhile: a connect storm
-            # readies thousands of shards in a few loop passes, and a task each costs more.
-            if not self._unsaved:
-                self._track(self._save_ready())
-            self._unsaved[shard_id] = info
+            self._track(self._save(shard_id, info))
         self._ready_ids.add(shard_id)
         if self._all_ready is not None and len(self._ready_ids) >= len(self.shards):
             self._all_ready.set()
             self._restore_gc()
         self._emit(name, shard_id, data)
 
-    async def _save_ready(self) -> None:
-        await asyncio.sleep(0)  # let the READYs already read in this loop pass join the batch
-        infos, self._unsaved = self._unsaved, {}
-        save_many = getattr(self.session_store, "save_many", None)
+    async def _save(self, shard_id: int, info: SessionInfo) -> None:
         try:
-            if callable(save_many):
-                await save_many(infos)
-            else:
-                for shard_id, info in infos.items():
-                    await self.session_store.save(shard_id, info)
+            await self.session_store.save(shard_id, info)
         except Exception as exc:  # a failing store must not take the shard down; the next save retries
-            self._emit("debug", None, f"saving the sessions of shards {_id_list(sorted(infos))} failed: {exc!r}")
+            self._emit("debug", shard_id, f"saving the session failed: {exc!r}")
 
     def _track(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
