@@ -70,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["soak"]:
         from .soak import main as soak
         return soak(args_list[1:])
+    if args_list[:1] == ["scale"]:  # python -m bench scale [--quick]: bench/scale.py
+        from .scale import main as scale_main
+        return scale_main(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
     parts = set(PARTS)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import inspect
 import random
 from dataclasses import dataclass
@@ -68,6 +69,11 @@ class ShardManager(EventEmitter):
     #: session ended; doubles per failure up to ``reconnect_max_delay``.
     reconnect_base_delay = 1.0
     reconnect_max_delay = 60.0
+    #: While its shards connect for the first time, the manager raises the cyclic GC's
+    #: first threshold to 5 per shard, at most this; None leaves the GC alone.  A connect
+    #: storm builds a large heap of long-lived objects, and CPython fully collects each
+    #: time it grows by a quarter: half of the storm's CPU (bench/README.md, "Scale").
+    startup_gc_threshold: Optional[int] = 50_000
 
     def __init__(
         self,
@@ -147,6 +153,8 @@ class ShardManager(EventEmitter):
         self._stopped: asyncio.Event | None = None
         self._started = False
         self._closing = False
+        #: (threshold we set, the thresholds before) while the start-up GC setting is on.
+        self._gc_saved: Optional[tuple[int, tuple[int, ...]]] = None
         #: The error that stopped the manager, with the shard it came from.
         self.error: ShardError | None = None
         self.error_shard: int | None = None
@@ -255,6 +263,7 @@ class ShardManager(EventEmitter):
                 if inspect.isawaitable(result):
                     await result
 
+        self._relax_gc(len(ids))  # before creating the shards: that is part of the storm
         for sid in ids:
             session = resumable.get(sid)
             shard = WebsocketShard(
@@ -269,6 +278,20 @@ class ShardManager(EventEmitter):
                                   f"{max_concurrency}): {len(resumable)} resume, {must_identify} identify")
         for sid in ids:
             self._schedule_connect(sid, delay=0.0)
+
+    def _relax_gc(self, shards: int) -> None:
+        limit = self.startup_gc_threshold
+        before = gc.get_threshold()
+        wanted = min(limit, 5 * shards) if limit is not None else 0
+        if wanted > before[0]:
+            gc.set_threshold(wanted, *before[1:])
+            self._gc_saved = (wanted, before)
+
+    def _restore_gc(self) -> None:
+        saved, self._gc_saved = self._gc_saved, None
+        # Unless someone set thresholds of their own meanwhile.
+        if saved is not None and gc.get_threshold()[0] == saved[0]:
+            gc.set_threshold(*saved[1])
 
     async def _load_sessions(self, ids: list[int]) -> dict[int, SessionInfo]:
         load_all = getattr(self.session_store, "load_all", None)
@@ -318,6 +341,7 @@ class ShardManager(EventEmitter):
         self._end_streams(EventStream.END)
 
     async def _shutdown(self, keep: Optional[int] = None) -> None:
+        self._restore_gc()
         for task in list(self._connecting.values()):
             task.cancel()
         self._connecting.clear()
@@ -391,6 +415,7 @@ class ShardManager(EventEmitter):
         self._ready_ids.add(shard_id)
         if self._all_ready is not None and len(self._ready_ids) >= len(self.shards):
             self._all_ready.set()
+            self._restore_gc()
         self._emit(name, shard_id, data)
 
     async def _save(self, shard_id: int, info: SessionInfo) -> None:

@@ -8,6 +8,7 @@ reconnect loop and the user's callbacks.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import random
 import sys
@@ -30,6 +31,9 @@ __all__ = ["WebsocketShard", "ShardStatus", "EVENT_NAMES"]
 
 
 _NOT_EVENTS = frozenset({"READY", "RESUMED"})
+# Shared by every shard that does not set its own: a process may hold thousands of shards.
+_DEFAULT_PROPERTIES = {"os": sys.platform, "browser": "fastshard", "device": "fastshard"}
+_NO_EVENTS: frozenset[str] = frozenset()
 
 _MSG_TEXT = picows.WSMsgType.TEXT
 _MSG_BINARY = picows.WSMsgType.BINARY
@@ -188,7 +192,7 @@ class WebsocketShard(EventEmitter):
         if presence is not None and not isinstance(presence, dict):
             raise TypeError(f"presence must be a dict or None, not {type(presence).__name__}")
         if properties is None:
-            properties = {"os": sys.platform, "browser": "fastshard", "device": "fastshard"}
+            properties = _DEFAULT_PROPERTIES
         elif not isinstance(properties, dict):
             raise TypeError(f"properties must be a dict or None, not {type(properties).__name__}")
         _check_int("version", version, minimum=1)
@@ -225,7 +229,7 @@ class WebsocketShard(EventEmitter):
         raw_option = {"raw_dispatches": True} if raw_dispatches else {}
         self._decoder = make_decoder(encoding, compression, big_ints_as_str=big_ints_as_str,
                                      max_message_size=max_message_size,
-                                     disabled_events=frozenset(disabled_events), **raw_option)
+                                     disabled_events=frozenset(disabled_events) or _NO_EVENTS, **raw_option)
         self._max_message_size = max_message_size
         if session is not None:
             self._decoder.sequence = sequence
@@ -243,7 +247,7 @@ class WebsocketShard(EventEmitter):
         self._reconnect_attempt = 0
         self._closing = False
         self._commands = SlidingWindow(*self.COMMAND_LIMIT)
-        self._presences = SlidingWindow(*self.PRESENCE_LIMIT)
+        self._presences: Optional[SlidingWindow] = None  # made on the first presence update
         self._pings: list[tuple[bytes, float, asyncio.Future[float]]] = []
         self._ping_counter = 0
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -416,6 +420,8 @@ class WebsocketShard(EventEmitter):
             raise RateLimitedError(wait, f"gateway commands ({self.COMMAND_LIMIT[0]} per {self.COMMAND_LIMIT[1]:g} s,"
                                          f" {self._heartbeat_reserve()} kept for heartbeats)")
         if op == opcodes.PRESENCE_UPDATE:
+            if self._presences is None:
+                self._presences = SlidingWindow(*self.PRESENCE_LIMIT)
             wait = self._presences.retry_after(now)
             if wait:
                 raise RateLimitedError(wait, f"presence updates ({self.PRESENCE_LIMIT[0]} per "
@@ -439,18 +445,7 @@ class WebsocketShard(EventEmitter):
         base = self._base_url
         if self._gateway.can_resume and self._gateway.resume_url:
             base = self._gateway.resume_url
-        if "://" not in base:
-            base = "wss://" + base
-        parts = urlsplit(base)
-        query = dict(parse_qsl(parts.query))
-        query.update(v=str(self.version), encoding=self.encoding)
-        if self.compression == 2:
-            query["compress"] = "zlib-stream"
-        elif self.compression == 3:
-            query["compress"] = "zstd-stream"
-        else:
-            query.pop("compress", None)
-        return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", urlencode(query), ""))
+        return _gateway_url(base, self.version, self.encoding, self.compression)
 
     async def _open(self) -> bool:
         """Open a websocket; True when it is live, False when it was lost or abandoned meanwhile.
@@ -824,6 +819,24 @@ class WebsocketShard(EventEmitter):
         if self._listener is None or self._listener.intent is not None:
             return
         self._apply(self._gateway.heartbeat_due(self._now()))
+
+
+# Cached: every shard of a process connects to the same one or two bases, and building
+# the query string costs about as much CPU as the rest of a connect.
+@functools.lru_cache(maxsize=256)
+def _gateway_url(base: str, version: int, encoding: str, compression: int) -> str:
+    if "://" not in base:
+        base = "wss://" + base
+    parts = urlsplit(base)
+    query = dict(parse_qsl(parts.query))
+    query.update(v=str(version), encoding=encoding)
+    if compression == 2:
+        query["compress"] = "zlib-stream"
+    elif compression == 3:
+        query["compress"] = "zstd-stream"
+    else:
+        query.pop("compress", None)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", urlencode(query), ""))
 
 
 def _retrieve(future: "asyncio.Future[Any]") -> None:
