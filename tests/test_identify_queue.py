@@ -14,9 +14,10 @@ def test_schedule_spaces_each_bucket_by_the_interval() -> None:
     s = IdentifySchedule(max_concurrency=2, interval=5.0)
     assert s.grant(0, 0.0) is None
     assert s.grant(1, 0.0) is None          # another bucket: at once
-    assert s.grant(2, 1.0) == 5.0           # bucket 0 is busy until 5.0
-    assert s.grant(2, 5.0) is None
-    assert s.grant(3, 4.9) == 5.0
+    assert s.grant(2, 1.0) == 5.05          # bucket 0 is busy until 5.0 plus the 1% margin
+    assert s.grant(2, 5.0) == 5.05
+    assert s.grant(2, 5.05) is None
+    assert s.grant(3, 4.9) == 5.05
     assert s.spent == 3
 
 

@@ -20,7 +20,7 @@ import uuid
 from typing import Any
 
 from ..errors import SessionStartLimitError
-from ..identify_queue import IDENTIFY_INTERVAL
+from ..identify_queue import IDENTIFY_INTERVAL, IDENTIFY_MARGIN
 from .keys import Keys
 
 __all__ = ["RedisIdentifyQueue", "MAX_CONCURRENT_CALLS"]
@@ -138,7 +138,8 @@ class RedisIdentifyQueue:
             raise ValueError(f"shard_id must be an int >= 0, not {shard_id!r}")
         keys = self._bucket_keys(shard_id)
         token = f"{shard_id:010d}:{uuid.uuid4().hex}"  # sorts by shard id on equal scores too
-        args = [shard_id, token, int(self.interval * 1000), int(self._alive * 1000)]
+        # The bucket stays busy an interval plus the margin LocalIdentifyQueue keeps too.
+        args = [shard_id, token, round(self.interval * (1 + IDENTIFY_MARGIN) * 1000), int(self._alive * 1000)]
         granted = False
         try:
             while True:
