@@ -114,18 +114,14 @@ class ShardManager(EventEmitter):
                                  f"({shard_count})")
         if not isinstance(api_url, str) or not api_url.strip():
             raise ValueError(f"api_url must be a non-empty str, not {api_url!r}")
-        if url is not None and (not isinstance(url, str) or not url.strip()):
-            raise ValueError(f"url must be a non-empty str or None, not {url!r}")
-        if identify_queue is not None and not callable(getattr(identify_queue, "acquire", None)):
-            raise TypeError(f"identify_queue must be an IdentifyQueue (with async acquire(shard_id)), "
-                            f"not {type(identify_queue).__name__}")
         if session_store is not None and not all(callable(getattr(session_store, m, None))
                                                  for m in ("load", "save", "delete")):
             raise TypeError(f"session_store must be a SessionStore (async load/save/delete), "
                             f"not {type(session_store).__name__}")
-        # Every shard option is checked now, by the shard itself, so a bad one names itself
-        # before start() talks to Discord.
-        WebsocketShard(token=token, intents=intents, **shard_options)
+        # Every shard option (url and identify_queue included) is checked now, by the shard
+        # itself, so a bad one names itself before start() talks to Discord.
+        checked: dict[str, Any] = {} if url is None else {"url": url}
+        WebsocketShard(token=token, intents=intents, identify_queue=identify_queue, **checked, **shard_options)
 
         self._token = token
         self._intents = intents

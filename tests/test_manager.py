@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
@@ -73,6 +72,14 @@ def make(made: Managers, sim: GatewaySimulator, **kw: Any) -> tuple[ShardManager
     manager.reconnect_max_delay = 0.05
     made.append(manager)
     return manager, Seen(manager)
+
+
+async def run_and_close(made: Managers, sim: GatewaySimulator, path: Path) -> None:
+    """A first manager that identifies every shard, then closes, its sessions saved at ``path``."""
+    first, _ = make(made, sim, session_store=FileSessionStore(path))
+    await first.start()
+    await first.wait_ready(5)
+    await first.close()
 
 
 def identify_shards(sim: GatewaySimulator) -> list[int]:
@@ -164,10 +171,7 @@ async def test_resume_on_restart_spends_no_identify(make_sim: Any, managers: Man
                                                     tmp_path: Path) -> None:
     sim = await sharded_sim(make_sim)
     path = tmp_path / "sessions.json"
-    first, _ = make(managers, sim, session_store=FileSessionStore(path))
-    await first.start()
-    await first.wait_ready(5)
-    await first.close()
+    await run_and_close(managers, sim, path)
     # Closed with 4900: the sessions stay resumable on the gateway.
     assert {c.close_code for c in sim.connections} == {4900}
     stored = await FileSessionStore(path).load_all()
@@ -255,10 +259,7 @@ async def test_restart_in_another_process_resumes_and_replays_exactly_once(
         make_sim: Any, managers: Managers, tmp_path: Path) -> None:
     sim = await sharded_sim(make_sim)
     path = tmp_path / "sessions.json"
-    first, _ = make(managers, sim, session_store=FileSessionStore(path))
-    await first.start()
-    await first.wait_ready(5)
-    await first.close()
+    await run_and_close(managers, sim, path)
     identifies = len(identify_shards(sim))
     # While no process holds the shards, Discord keeps dispatching into the sessions.
     sent: dict[int, list[int]] = {}

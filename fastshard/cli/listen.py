@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import signal
 import sys
 from typing import IO, Any, Callable
 
 from ..rest import GatewayLookupError, fetch_gateway_bot
-from .output import (JsonlWriter, Stats, disallowed_intents_message, event_line, resume_command,
+from .output import (JsonlWriter, Stats, disallowed_intents_message, event_line, open_output, resume_command,
                           status_line, summary_text)
 from ..errors import ConnectionFailedError, GatewayCloseError, InvalidSessionError, ShardError
 from ..intents import intent_names
@@ -301,11 +300,10 @@ class Listener:
         from ..shard import ShardStatus, WebsocketShard
 
         args = self.args
-        if args.output:
-            try:
-                self.writer = JsonlWriter(args.output)
-            except OSError as exc:
-                return self.error(f"cannot open the output file {args.output}: {exc.strerror or exc}")
+        try:
+            self.writer = open_output(args.output)
+        except ValueError as exc:
+            return self.error(str(exc))
         remove_signals = self._install_signals()
         ticker: asyncio.Task[None] | None = None
         try:

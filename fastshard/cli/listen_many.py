@@ -18,7 +18,7 @@ from ..identify_queue import LocalIdentifyQueue
 from ..manager import ShardManager
 from ..session_store import FileSessionStore, MemorySessionStore, SessionStore
 from .listen import EXIT_FAILURE, EXIT_OK, TICK, explain_failure, install_stop_signals
-from .output import JsonlWriter, Stats, clean, event_line
+from .output import JsonlWriter, Stats, clean, event_line, open_output
 
 __all__ = ["run_listen_many", "shard_table"]
 
@@ -143,11 +143,10 @@ class ManyListener:
 
     async def run(self) -> int:
         args = self.args
-        if args.output:
-            try:
-                self.writer = JsonlWriter(args.output)
-            except OSError as exc:
-                return self.error(f"cannot open the output file {args.output}: {exc.strerror or exc}")
+        try:
+            self.writer = open_output(args.output)
+        except ValueError as exc:
+            return self.error(str(exc))
         remove_signals = install_stop_signals(self.stop)
         ticker: asyncio.Task[None] | None = None
         try:

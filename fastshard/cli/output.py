@@ -14,7 +14,7 @@ import orjson
 
 from ..intents import intent_names, portal_labels, privileged_names
 
-__all__ = [
+__all__ = ["open_output", 
     "clean",
     "summarize",
     "event_line",
@@ -302,6 +302,16 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).decode("utf-8", "replace")
     return str(value)
+
+
+def open_output(path: str | None) -> "JsonlWriter | None":
+    """The ``--output`` writer (None without the option); OSError becomes a message to print."""
+    if not path:
+        return None
+    try:
+        return JsonlWriter(path)
+    except OSError as exc:
+        raise ValueError(f"cannot open the output file {path}: {exc.strerror or exc}") from None
 
 
 class JsonlWriter:
