@@ -271,18 +271,25 @@ from fastshard import FileSessionStore, LocalIdentifyQueue, ShardManager
 async def main():
     m = ShardManager(token="test-token", intents=513, api_url={sim.api_url!r},
                      identify_queue=LocalIdentifyQueue(1, interval=0.05), session_store=FileSessionStore({str(path)!r}))
-    got = 0
+    seen = {{"event": 0, "resumed": 0}}
+    done = asyncio.Event()
     def out(kind, sid, value):
         print(json.dumps([kind, sid, value]), flush=True)
+        seen[kind] = seen.get(kind, 0) + 1
+        # A shard's RESUMED follows its replay: wait for both, every shard's.
+        if seen["event"] >= 15 and seen["resumed"] >= 3:
+            done.set()
     m.on("resumed", lambda sid, d: out("resumed", sid, d.get("replayed")))
     m.on("ready", lambda sid, d: out("ready", sid, None))
+    events = m.events()
     await m.start()
-    async for sid, payload in m.events():
-        if payload["t"] == "TYPING_START":
-            out("event", sid, payload["s"])
-            got += 1
-            if got == 15:
-                break
+    async def typing():
+        async for sid, payload in events:
+            if payload["t"] == "TYPING_START":
+                out("event", sid, payload["s"])
+    reader = asyncio.ensure_future(typing())
+    await asyncio.wait_for(done.wait(), 20)
+    reader.cancel()
     await m.close()
 asyncio.run(main())
 """
